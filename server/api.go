@@ -1,0 +1,160 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"connectrpc.com/connect"
+
+	"github.com/fencerlock/fencer"
+	"github.com/fencerlock/fencer/internal/api/fencerv1"
+	"github.com/fencerlock/fencer/internal/api/fencerv1/fencerv1connect"
+	"github.com/fencerlock/fencer/internal/lockstate"
+)
+
+// LeaderHeader is the response header (and trailer) in which a node that is
+// not the leader names the leader's client API address.
+const LeaderHeader = "Fencer-Leader"
+
+// maxRequestBytes bounds every request message.
+const maxRequestBytes = 1 << 20
+
+// api adapts the service to the generated Connect handler: it converts
+// messages and maps errors to status codes. Connect serves gRPC, gRPC-Web
+// and the Connect protocol (JSON or protobuf over HTTP POST) on one handler.
+type api struct{ s *Server }
+
+var _ fencerv1connect.LockServiceHandler = api{}
+
+func (s *Server) handler() http.Handler {
+	mux := http.NewServeMux()
+	path, h := fencerv1connect.NewLockServiceHandler(api{s}, connect.WithReadMaxBytes(maxRequestBytes))
+	mux.Handle(path, h)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write([]byte("ok\n"))
+	})
+	return mux
+}
+
+// toConnect maps a service error to a Connect error with the right code.
+func toConnect(err error) error {
+	var (
+		nl  *notLeaderError
+		ab  *abortedError
+		st  *stateError
+		inv *fencer.InvalidError
+	)
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &nl):
+		if nl.leaderAddr == "" {
+			return connect.NewError(connect.CodeUnavailable, err)
+		}
+		ce := connect.NewError(connect.CodeFailedPrecondition, err)
+		ce.Meta().Set(LeaderHeader, nl.leaderAddr)
+		return ce
+	case errors.Is(err, errNoLeader), errors.Is(err, errNotReady):
+		return connect.NewError(connect.CodeUnavailable, err)
+	case errors.As(err, &ab):
+		return connect.NewError(connect.CodeAborted, err)
+	case errors.As(err, &inv):
+		return connect.NewError(connect.CodeInvalidArgument, err)
+	case errors.As(err, &st):
+		code := connect.CodeFailedPrecondition
+		switch st.res.Code {
+		case lockstate.CodeInvalidArgument, lockstate.CodeMalformed:
+			code = connect.CodeInvalidArgument
+		case lockstate.CodeUnknownSession:
+			code = connect.CodeNotFound
+		}
+		return connect.NewError(code, err)
+	case errors.Is(err, context.Canceled):
+		return connect.NewError(connect.CodeCanceled, err)
+	case errors.Is(err, context.DeadlineExceeded):
+		return connect.NewError(connect.CodeDeadlineExceeded, err)
+	}
+	return connect.NewError(connect.CodeInternal, err)
+}
+
+func (a api) Acquire(ctx context.Context, req *connect.Request[fencerv1.AcquireRequest]) (*connect.Response[fencerv1.AcquireResponse], error) {
+	m := req.Msg
+	args, err := validateAcquire(m.SessionId, m.Name, m.TtlMs, m.LockDelayMs, m.Wait)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	res, err := a.s.acquire(ctx, args)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	out := &fencerv1.AcquireResponse{Status: fencerv1.AcquireStatus_ACQUIRE_STATUS_LOCKED, RaftIndex: res.index}
+	if res.granted {
+		out.Status, out.Token = fencerv1.AcquireStatus_ACQUIRE_STATUS_GRANTED, res.token
+	}
+	return connect.NewResponse(out), nil
+}
+
+func (a api) Release(ctx context.Context, req *connect.Request[fencerv1.ReleaseRequest]) (*connect.Response[fencerv1.ReleaseResponse], error) {
+	ok, err := a.s.release(ctx, req.Msg.SessionId, req.Msg.Token)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&fencerv1.ReleaseResponse{Released: ok}), nil
+}
+
+func (a api) KeepAlive(ctx context.Context, req *connect.Request[fencerv1.KeepAliveRequest]) (*connect.Response[fencerv1.KeepAliveResponse], error) {
+	expired, err := a.s.keepAlive(ctx, req.Msg.SessionIds)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&fencerv1.KeepAliveResponse{Expired: expired}), nil
+}
+
+func (a api) Status(ctx context.Context, req *connect.Request[fencerv1.StatusRequest]) (*connect.Response[fencerv1.StatusResponse], error) {
+	st, err := a.s.status(ctx, req.Msg.Name)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	out := &fencerv1.StatusResponse{LastToken: st.lastToken, Sessions: uint64(st.sessions), RaftIndex: st.index}
+	for _, l := range st.locks {
+		ls := &fencerv1.LockState{Name: l.Name, HolderSession: l.Holder, Token: l.Token, Delayed: l.DelayGeneration != 0}
+		if !l.Since.IsZero() {
+			ls.SinceUnixMs = l.Since.UnixMilli()
+		}
+		for _, w := range l.Waiters {
+			ls.Waiters = append(ls.Waiters, w.Session)
+		}
+		out.Locks = append(out.Locks, ls)
+	}
+	return connect.NewResponse(out), nil
+}
+
+func (a api) Members(ctx context.Context, req *connect.Request[fencerv1.MembersRequest]) (*connect.Response[fencerv1.MembersResponse], error) {
+	ms, leader, err := a.s.members(ctx)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	out := &fencerv1.MembersResponse{LeaderId: leader}
+	for _, m := range ms {
+		out.Members = append(out.Members, &fencerv1.Member{Id: m.ID, RaftAddress: m.RaftAddress, ClientAddress: m.ClientAddress, Role: m.Role})
+	}
+	return connect.NewResponse(out), nil
+}
+
+func (a api) Join(ctx context.Context, req *connect.Request[fencerv1.JoinRequest]) (*connect.Response[fencerv1.JoinResponse], error) {
+	idx, err := a.s.join(ctx, req.Msg.Id, req.Msg.RaftAddress, req.Msg.ClientAddress)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&fencerv1.JoinResponse{RaftIndex: idx}), nil
+}
+
+func (a api) Remove(ctx context.Context, req *connect.Request[fencerv1.RemoveRequest]) (*connect.Response[fencerv1.RemoveResponse], error) {
+	idx, err := a.s.remove(ctx, req.Msg.Id)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&fencerv1.RemoveResponse{RaftIndex: idx}), nil
+}
