@@ -2,7 +2,9 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"connectrpc.com/connect"
@@ -34,6 +36,17 @@ func (s *Server) handler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))
+	})
+	// This node's own view, not linearizable: for comparing replicas.
+	mux.HandleFunc("GET /debug/state", func(w http.ResponseWriter, r *http.Request) {
+		hash, applied := s.StateHash()
+		var lastToken uint64
+		s.fsm.read(func(m *lockstate.Machine, _ uint64) { lastToken = m.LastToken() })
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(NodeState{
+			NodeID: s.cfg.NodeID, Leader: s.IsLeader(), AppliedIndex: applied,
+			CommitIndex: s.raft.CommitIndex(), Hash: fmt.Sprintf("%016x", hash), LastToken: lastToken,
+		})
 	})
 	return mux
 }
@@ -157,4 +170,15 @@ func (a api) Remove(ctx context.Context, req *connect.Request[fencerv1.RemoveReq
 		return nil, toConnect(err)
 	}
 	return connect.NewResponse(&fencerv1.RemoveResponse{RaftIndex: idx}), nil
+}
+
+// NodeState is one node's own view of the replicated state, served at
+// GET /debug/state for comparing replicas. It is not linearizable.
+type NodeState struct {
+	NodeID       string `json:"node_id"`
+	Leader       bool   `json:"leader"`
+	AppliedIndex uint64 `json:"applied_index"`
+	CommitIndex  uint64 `json:"commit_index"`
+	Hash         string `json:"hash"` // digest of the state machine
+	LastToken    uint64 `json:"last_token"`
 }

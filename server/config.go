@@ -45,6 +45,12 @@ type Config struct {
 	// node is given here.
 	RaftAdvertiseAddr string
 
+	// RaftPeerAddrs maps node IDs to the Raft address this node dials for
+	// them, instead of the address in the cluster configuration. A fault
+	// injector gives each node its own proxy per peer this way. Nil: dial
+	// the configured addresses.
+	RaftPeerAddrs map[string]string
+
 	// Bootstrap makes this node form a new one-node cluster when its DataDir
 	// holds no state. Without Bootstrap or Join, a node with an empty
 	// DataDir bootstraps only if it is the embedded default: see
@@ -211,6 +217,14 @@ func (c *Config) validate() error {
 			if err := ValidateAddr(what, a, false); err != nil {
 				errs = append(errs, err)
 			}
+		}
+	}
+	for id, a := range c.RaftPeerAddrs {
+		if err := ValidateNodeID(id); err != nil {
+			errs = append(errs, err)
+		}
+		if err := ValidateAddr("raft peer address", a, false); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if c.Bootstrap && c.Join != "" {

@@ -178,7 +178,11 @@ func (s *Server) startRaft() (existing bool, err error) {
 				return false, fmt.Errorf("raft advertise address %s: %w", cfg.RaftAdvertiseAddr, err)
 			}
 		}
-		t, err := raft.NewTCPTransportWithLogger(cfg.RaftAddr, adv, 8, 10*time.Second, hlog)
+		tc := &raft.NetworkTransportConfig{MaxPool: 8, Timeout: 10 * time.Second, Logger: hlog}
+		if len(cfg.RaftPeerAddrs) > 0 {
+			tc.ServerAddressProvider = peerAddrs(cfg.RaftPeerAddrs)
+		}
+		t, err := raft.NewTCPTransportWithConfig(cfg.RaftAddr, adv, tc)
 		if err != nil {
 			return false, fmt.Errorf("listen for raft on %s: %w", cfg.RaftAddr, err)
 		}
@@ -343,4 +347,14 @@ func (w slogWriter) Write(p []byte) (int, error) {
 	}
 	w.l.Log(context.Background(), level, msg)
 	return len(p), nil
+}
+
+// peerAddrs overrides the addresses this node dials for some peers.
+type peerAddrs map[string]string
+
+func (p peerAddrs) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
+	if a, ok := p[string(id)]; ok {
+		return raft.ServerAddress(a), nil
+	}
+	return "", fmt.Errorf("no override for %s", id)
 }
