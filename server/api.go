@@ -31,7 +31,10 @@ var _ fencerv1connect.LockServiceHandler = api{}
 
 func (s *Server) handler() http.Handler {
 	mux := http.NewServeMux()
-	path, h := fencerv1connect.NewLockServiceHandler(api{s}, connect.WithReadMaxBytes(maxRequestBytes))
+	path, h := fencerv1connect.NewLockServiceHandler(api{s}, connect.WithReadMaxBytes(maxRequestBytes),
+		// Lock messages are tens of bytes: compressing them costs more CPU
+		// than it saves, so only large responses (a full Status) are.
+		connect.WithCompressMinBytes(4096))
 	mux.Handle(path, h)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

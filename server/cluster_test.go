@@ -20,7 +20,7 @@ func testLogger() *slog.Logger {
 }
 
 // nodeConfig is a test node's config: loopback, free ports, fast elections.
-func nodeConfig(t *testing.T, id string) server.Config {
+func nodeConfig(t testing.TB, id string) server.Config {
 	return server.Config{
 		NodeID:           id,
 		DataDir:          t.TempDir(),
@@ -31,7 +31,7 @@ func nodeConfig(t *testing.T, id string) server.Config {
 	}
 }
 
-func startNode(t *testing.T, cfg server.Config) *server.Server {
+func startNode(t testing.TB, cfg server.Config) *server.Server {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -45,7 +45,10 @@ func startNode(t *testing.T, cfg server.Config) *server.Server {
 
 // startCluster starts n nodes in-process: the first bootstraps, the others
 // join it. It returns once one node leads and all have joined.
-func startCluster(t *testing.T, n int) []*server.Server {
+func startCluster(t *testing.T, n int) []*server.Server { return startClusterB(t, n) }
+
+// startClusterB is startCluster for any testing.TB.
+func startClusterB(t testing.TB, n int) []*server.Server {
 	t.Helper()
 	first := nodeConfig(t, "n1")
 	first.Bootstrap = true
@@ -61,7 +64,7 @@ func startCluster(t *testing.T, n int) []*server.Server {
 }
 
 // waitLeader waits until one of nodes leads and is ready, and returns it.
-func waitLeader(t *testing.T, nodes []*server.Server) *server.Server {
+func waitLeader(t testing.TB, nodes []*server.Server) *server.Server {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
