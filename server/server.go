@@ -69,14 +69,16 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	ln, err := net.Listen("tcp", cfg.ListenAddr)
-	if err != nil {
-		return nil, fmt.Errorf("listen for clients on %s: %w", cfg.ListenAddr, err)
-	}
-	s.ln = ln
 	s.addr = cfg.AdvertiseAddr
-	if s.addr == "" {
-		s.addr = ln.Addr().String()
+	if !cfg.NoClientAPI {
+		ln, err := net.Listen("tcp", cfg.ListenAddr)
+		if err != nil {
+			return nil, fmt.Errorf("listen for clients on %s: %w", cfg.ListenAddr, err)
+		}
+		s.ln = ln
+		if s.addr == "" {
+			s.addr = ln.Addr().String()
+		}
 	}
 	existing, err := s.startRaft()
 	if err != nil {
@@ -91,17 +93,19 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		defer s.wg.Done()
 		s.watchLeadership(bg)
 	}()
-	s.http = &http.Server{Handler: s.handler(), ReadHeaderTimeout: 10 * time.Second}
-	s.http.Protocols = new(http.Protocols)
-	s.http.Protocols.SetHTTP1(true)
-	s.http.Protocols.SetUnencryptedHTTP2(true)
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error("client API stopped", "err", err)
-		}
-	}()
+	if s.ln != nil {
+		s.http = &http.Server{Handler: s.handler(), ReadHeaderTimeout: 10 * time.Second}
+		s.http.Protocols = new(http.Protocols)
+		s.http.Protocols.SetHTTP1(true)
+		s.http.Protocols.SetUnencryptedHTTP2(true)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := s.http.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("client API stopped", "err", err)
+			}
+		}()
+	}
 
 	switch {
 	case existing:
