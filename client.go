@@ -54,12 +54,19 @@ type Client struct {
 	mu     sync.Mutex
 	leases map[*Lease]struct{}
 	closed bool
+
+	// Close cancels closing to make waiting Acquires return, and waits for
+	// them (inflight) before it closes the backend.
+	closing      context.Context
+	stopAcquires context.CancelFunc
+	inflight     sync.WaitGroup
 }
 
 // New returns a Client over b. The Client owns b from now on and closes it
 // in Close.
 func New(b Backend, cfg *Config) *Client {
 	c := &Client{b: b, info: b.Info(), leases: make(map[*Lease]struct{})}
+	c.closing, c.stopAcquires = context.WithCancel(context.Background())
 	if cfg != nil && cfg.Logger != nil {
 		c.log = cfg.Logger
 	} else {
@@ -123,13 +130,26 @@ func (c *Client) acquire(ctx context.Context, name string, opts *Options, wait b
 	if err != nil {
 		return nil, err
 	}
-	if c.isClosed() {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
 		return nil, ErrClosed
 	}
+	c.inflight.Add(1)
+	c.mu.Unlock()
+	defer c.inflight.Done()
+	// Close ends the wait: the backend must not be closed under a call.
+	callerCtx := ctx
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(c.closing, cancel)()
 	for {
 		start := time.Now()
 		g, err := c.b.Acquire(ctx, req)
 		if err != nil {
+			if c.closing.Err() != nil && callerCtx.Err() == nil {
+				return nil, errors.Join(ErrClosed, err)
+			}
 			if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
 				err = errors.Join(err, ctxErr)
 			}
@@ -141,7 +161,7 @@ func (c *Client) acquire(ctx context.Context, name string, opts *Options, wait b
 		g.Name, g.TTL = req.Name, req.TTL
 		validUntil := ValidUntil(g.Sent, g.TTL)
 		if time.Now().Before(validUntil) {
-			l, err := c.keep(ctx, g, validUntil, opts == nil || !opts.NoRenew)
+			l, err := c.keep(callerCtx, g, validUntil, opts == nil || !opts.NoRenew)
 			if err != nil {
 				c.releaseQuietly(g)
 			}
@@ -175,12 +195,6 @@ func releaseTimeout(ttl time.Duration) time.Duration {
 	return min(max(ttl, time.Second), 5*time.Second)
 }
 
-func (c *Client) isClosed() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.closed
-}
-
 func (c *Client) keep(ctx context.Context, g Grant, validUntil time.Time, renew bool) (*Lease, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -198,8 +212,9 @@ func (c *Client) forget(l *Lease) {
 	c.mu.Unlock()
 }
 
-// Close releases every lease still held, waits for their keepers to stop,
-// and closes the backend. Acquire and TryAcquire fail with ErrClosed
+// Close makes waiting Acquires return ErrClosed and waits for them,
+// releases every lease still held, waits for their keepers to stop, and
+// closes the backend. Acquire and TryAcquire fail with ErrClosed
 // afterwards. Close returns the backend's Close error joined with any
 // release error.
 func (c *Client) Close() error {
@@ -209,6 +224,10 @@ func (c *Client) Close() error {
 		return nil
 	}
 	c.closed = true
+	c.mu.Unlock()
+	c.stopAcquires()
+	c.inflight.Wait()
+	c.mu.Lock()
 	leases := make([]*Lease, 0, len(c.leases))
 	for l := range c.leases {
 		leases = append(leases, l)

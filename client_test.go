@@ -302,3 +302,31 @@ func TestLeaseContextKeepsValues(t *testing.T) {
 		}
 	})
 }
+
+// TestCloseEndsWaitingAcquire: Close makes a waiting Acquire return
+// ErrClosed before it closes the backend, as the Backend contract promises.
+func TestCloseEndsWaitingAcquire(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFake()
+		c := New(f, nil)
+		holder, err := c.Acquire(context.Background(), "a", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		errc := make(chan error, 1)
+		go func() {
+			_, err := c.Acquire(context.Background(), "a", nil)
+			errc <- err
+		}()
+		synctest.Wait()
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-errc; !errors.Is(err, ErrClosed) {
+			t.Fatalf("waiting Acquire after Close = %v, want ErrClosed", err)
+		}
+		if !errors.Is(holder.Err(), ErrReleased) || !f.closed {
+			t.Fatalf("holder %v, backend closed %v", holder.Err(), f.closed)
+		}
+	})
+}

@@ -97,7 +97,9 @@ func (s *Server) URL() string { return "redis://" + s.Addr }
 
 // Client returns a go-redis client of the server, closed when the test ends.
 func (s *Server) Client() *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: s.Addr})
+	// Without ContextTimeoutEnabled, go-redis waits ReadTimeout (5 s) on
+	// a paused server however soon ctx ends.
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, ContextTimeoutEnabled: true})
 	s.t.Cleanup(func() { c.Close() })
 	return c
 }
