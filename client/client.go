@@ -19,17 +19,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
-	"connectrpc.com/connect"
-
 	"github.com/fencerlock/fencer"
-	"github.com/fencerlock/fencer/internal/api/fencerv1"
-	"github.com/fencerlock/fencer/internal/rpcclient"
+	"github.com/fencerlock/fencer/internal/wire"
 	"github.com/fencerlock/fencer/server"
 )
 
@@ -38,8 +34,6 @@ type Config struct {
 	// Endpoints are the client API addresses (host:port) of one or more
 	// cluster members. Required. The backend learns the leader from them.
 	Endpoints []string
-	// HTTPClient carries the calls. Nil means an unencrypted HTTP/2 client.
-	HTTPClient *http.Client
 	// Logger receives keep-alive failures at Debug. Nil discards them.
 	Logger *slog.Logger
 }
@@ -48,8 +42,8 @@ type Config struct {
 // use. Close stops its keep-alives; leases still held then expire on the
 // server after their TTL.
 type Backend struct {
-	conn *rpcclient.Conn
-	log  *slog.Logger
+	cl  *cluster
+	log *slog.Logger
 
 	mu      sync.Mutex
 	waiting map[uint64]*session // sessions of acquires in progress
@@ -102,7 +96,7 @@ func New(cfg Config) (*Backend, error) {
 		}
 	}
 	b := &Backend{
-		conn:    rpcclient.New(rpcclient.Config{Endpoints: slices.Clone(cfg.Endpoints), HTTPClient: cfg.HTTPClient}),
+		cl:      &cluster{endpoints: slices.Clone(cfg.Endpoints)},
 		log:     cfg.Logger,
 		waiting: make(map[uint64]*session),
 		wake:    make(chan struct{}, 1),
@@ -180,18 +174,19 @@ func (b *Backend) Acquire(ctx context.Context, req fencer.AcquireRequest) (fence
 		b.setWaiting(s, true)
 		defer b.setWaiting(s, false)
 	}
-	resp, err := b.conn.Acquire(ctx, &fencerv1.AcquireRequest{
-		SessionId:   s.id,
+	resp, err := b.cl.call(ctx, wire.Request{
+		Kind:        wire.KindAcquire,
+		Session:     s.id,
 		Name:        req.Name,
-		TtlMs:       uint64(req.TTL / time.Millisecond),
+		TTLMillis:   uint64(req.TTL / time.Millisecond),
 		Wait:        req.Wait,
-		LockDelayMs: uint64(req.LockDelay / time.Millisecond),
+		DelayMillis: uint64(req.LockDelay / time.Millisecond),
 	})
 	if err != nil {
 		b.closeSession(s)
-		return fencer.Grant{}, mapErr(err, "acquire "+req.Name)
+		return fencer.Grant{}, wrapErr(err, "acquire "+req.Name)
 	}
-	if resp.Status != fencerv1.AcquireStatus_ACQUIRE_STATUS_GRANTED {
+	if !resp.Granted {
 		return fencer.Grant{}, fmt.Errorf("%w: %q", fencer.ErrLocked, req.Name)
 	}
 	// The session's deadline runs from the last request the leader
@@ -204,7 +199,7 @@ func (b *Backend) Acquire(ctx context.Context, req fencer.AcquireRequest) (fence
 func (b *Backend) closeSession(s *session) {
 	ctx, cancel := context.WithTimeout(context.Background(), min(s.ttl, 2*time.Second))
 	defer cancel()
-	if _, err := b.conn.Release(ctx, &fencerv1.ReleaseRequest{SessionId: s.id}); err != nil {
+	if _, err := b.cl.call(ctx, wire.Request{Kind: wire.KindRelease, Session: s.id}); err != nil {
 		b.log.Debug("closing an abandoned session failed; it will expire", "session", s.id, "err", err)
 	}
 }
@@ -216,9 +211,9 @@ func (b *Backend) Renew(ctx context.Context, g fencer.Grant) (fencer.Grant, erro
 		return fencer.Grant{}, fmt.Errorf("%w: grant %q is not from the fencer backend", fencer.ErrLeaseLost, g.Name)
 	}
 	sent := time.Now()
-	resp, err := b.conn.KeepAlive(ctx, &fencerv1.KeepAliveRequest{SessionIds: []uint64{s.id}})
+	resp, err := b.cl.call(ctx, wire.Request{Kind: wire.KindKeepAlive, Sessions: []uint64{s.id}})
 	if err != nil {
-		return fencer.Grant{}, mapErr(err, "renew "+g.Name)
+		return fencer.Grant{}, wrapErr(err, "renew "+g.Name)
 	}
 	if len(resp.Expired) > 0 {
 		s.markLost()
@@ -235,9 +230,15 @@ func (b *Backend) Release(ctx context.Context, g fencer.Grant) error {
 	if !ok {
 		return fmt.Errorf("%w: grant %q is not from the fencer backend", fencer.ErrLeaseLost, g.Name)
 	}
-	resp, err := b.conn.Release(ctx, &fencerv1.ReleaseRequest{SessionId: s.id, Token: uint64(g.Token)})
+	resp, retried, err := b.cl.callRetried(ctx, wire.Request{Kind: wire.KindRelease, Session: s.id, Token: uint64(g.Token)})
 	if err != nil {
-		return mapErr(err, "release "+g.Name)
+		return wrapErr(err, "release "+g.Name)
+	}
+	if !resp.Released && retried {
+		// An attempt whose answer was lost (a leader change, a broken
+		// connection) may have closed the session already: either way
+		// the lock is no longer held by this lease.
+		return nil
 	}
 	if !resp.Released {
 		return fmt.Errorf("%w: lock %q: the server no longer has its session (it expired)", fencer.ErrLeaseLost, g.Name)
@@ -254,7 +255,7 @@ func (b *Backend) Close() error {
 		b.mu.Unlock()
 		b.stop()
 		<-b.done
-		b.conn.Close()
+		b.cl.close()
 	})
 	return nil
 }
@@ -324,7 +325,7 @@ func (b *Backend) keepAlive(ss []*session) {
 	ctx, cancel := context.WithTimeout(b.ctx, max(ttl/3, 10*time.Millisecond))
 	defer cancel()
 	sent := time.Now()
-	resp, err := b.conn.KeepAlive(ctx, &fencerv1.KeepAliveRequest{SessionIds: ids})
+	resp, err := b.cl.call(ctx, wire.Request{Kind: wire.KindKeepAlive, Sessions: ids})
 	if err != nil {
 		b.log.Debug("keep-alive of waiting sessions failed", "sessions", len(ids), "err", err)
 		return
@@ -342,21 +343,11 @@ func (b *Backend) keepAlive(ss []*session) {
 	}
 }
 
-// mapErr turns an RPC error into one the fencer.Client understands.
-func mapErr(err error, what string) error {
-	switch connect.CodeOf(err) {
-	case connect.CodeInvalidArgument:
-		return &fencer.InvalidError{Field: "request", Value: what, Reason: connectMessage(err)}
-	case connect.CodeAborted, connect.CodeNotFound:
-		return fmt.Errorf("%w: %s: %s", fencer.ErrLeaseLost, what, connectMessage(err))
+// wrapErr names the operation in an error that does not carry a fencer
+// sentinel already.
+func wrapErr(err error, what string) error {
+	if errors.Is(err, fencer.ErrInvalid) || errors.Is(err, fencer.ErrLeaseLost) || errors.Is(err, fencer.ErrClosed) {
+		return err
 	}
 	return fmt.Errorf("fencer server: %s: %w", what, err)
-}
-
-func connectMessage(err error) string {
-	var ce *connect.Error
-	if errors.As(err, &ce) {
-		return ce.Message()
-	}
-	return err.Error()
 }

@@ -3,16 +3,15 @@ package server
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 
 	"connectrpc.com/connect"
 
-	"github.com/fencerlock/fencer"
 	"github.com/fencerlock/fencer/internal/api/fencerv1"
 	"github.com/fencerlock/fencer/internal/api/fencerv1/fencerv1connect"
 	"github.com/fencerlock/fencer/internal/lockstate"
+	"github.com/fencerlock/fencer/internal/wire"
 )
 
 // LeaderHeader is the response header (and trailer) in which a node that is
@@ -54,45 +53,30 @@ func (s *Server) handler() http.Handler {
 	return mux
 }
 
-// toConnect maps a service error to a Connect error with the right code.
+// connectCodes maps the service's status codes to Connect's.
+var connectCodes = [...]connect.Code{
+	wire.CodeInvalidArgument:    connect.CodeInvalidArgument,
+	wire.CodeFailedPrecondition: connect.CodeFailedPrecondition,
+	wire.CodeUnavailable:        connect.CodeUnavailable,
+	wire.CodeAborted:            connect.CodeAborted,
+	wire.CodeNotFound:           connect.CodeNotFound,
+	wire.CodeInternal:           connect.CodeInternal,
+	wire.CodeCanceled:           connect.CodeCanceled,
+	wire.CodeDeadlineExceeded:   connect.CodeDeadlineExceeded,
+}
+
+// toConnect maps a service error to a Connect error with the right code;
+// a follower's answer names the leader in LeaderHeader.
 func toConnect(err error) error {
-	var (
-		nl  *notLeaderError
-		ab  *abortedError
-		st  *stateError
-		inv *fencer.InvalidError
-	)
-	switch {
-	case err == nil:
+	if err == nil {
 		return nil
-	case errors.As(err, &nl):
-		if nl.leaderAddr == "" {
-			return connect.NewError(connect.CodeUnavailable, err)
-		}
-		ce := connect.NewError(connect.CodeFailedPrecondition, err)
-		ce.Meta().Set(LeaderHeader, nl.leaderAddr)
-		return ce
-	case errors.Is(err, errNoLeader), errors.Is(err, errNotReady):
-		return connect.NewError(connect.CodeUnavailable, err)
-	case errors.As(err, &ab):
-		return connect.NewError(connect.CodeAborted, err)
-	case errors.As(err, &inv):
-		return connect.NewError(connect.CodeInvalidArgument, err)
-	case errors.As(err, &st):
-		code := connect.CodeFailedPrecondition
-		switch st.res.Code {
-		case lockstate.CodeInvalidArgument, lockstate.CodeMalformed:
-			code = connect.CodeInvalidArgument
-		case lockstate.CodeUnknownSession:
-			code = connect.CodeNotFound
-		}
-		return connect.NewError(code, err)
-	case errors.Is(err, context.Canceled):
-		return connect.NewError(connect.CodeCanceled, err)
-	case errors.Is(err, context.DeadlineExceeded):
-		return connect.NewError(connect.CodeDeadlineExceeded, err)
 	}
-	return connect.NewError(connect.CodeInternal, err)
+	st := statusOf(err)
+	ce := connect.NewError(connectCodes[st.code], err)
+	if st.leader != "" {
+		ce.Meta().Set(LeaderHeader, st.leader)
+	}
+	return ce
 }
 
 func (a api) Acquire(ctx context.Context, req *connect.Request[fencerv1.AcquireRequest]) (*connect.Response[fencerv1.AcquireResponse], error) {

@@ -42,9 +42,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	f.mu.Lock()
 	for i, l := range logs {
 		if l.Type == raft.LogCommand {
-			res := f.m.Apply(l.Data)
-			events = append(events, res.Events...)
-			out[i] = res
+			out[i], events = f.apply(l.Data, events)
 		}
 		f.applied = l.Index
 	}
@@ -55,6 +53,28 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		f.onEvents(events)
 	}
 	return out
+}
+
+// apply applies one entry: a single command, whose result is a
+// lockstate.Result, or a batch, whose result is a []lockstate.Result with
+// one result per command. It appends the events to events.
+func (f *fsm) apply(entry []byte, events []lockstate.Event) (any, []lockstate.Event) {
+	cmds, err := splitBatch(entry)
+	if err != nil {
+		// Only a bug in this server could log a malformed batch; apply
+		// nothing from it, on every replica alike.
+		return err, events
+	}
+	if len(entry) == 0 || entry[0] != batchEntry {
+		res := f.m.Apply(entry)
+		return res, append(events, res.Events...)
+	}
+	results := make([]lockstate.Result, len(cmds))
+	for i, c := range cmds {
+		results[i] = f.m.Apply(c)
+		events = append(events, results[i].Events...)
+	}
+	return results, events
 }
 
 // Snapshot copies the state while Apply is held off; Persist writes the

@@ -5,8 +5,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/raft"
-
 	"github.com/fencerlock/fencer/internal/lockstate"
 )
 
@@ -141,15 +139,15 @@ func (s *Server) proposeExpiries(expire []uint64, lifts []timerEntry) {
 		return
 	}
 	wall := s.cfg.Clock.Now()
-	futures := make([]raft.ApplyFuture, 0, len(expire)+len(lifts))
+	props := make([]*proposal, 0, len(expire)+len(lifts))
 	for _, id := range expire {
-		futures = append(futures, s.raft.Apply(lockstate.Encode(lockstate.ExpireSession{Session: id, Now: wall}), applyTimeout))
+		props = append(props, s.prop.propose(lockstate.ExpireSession{Session: id, Now: wall}))
 	}
 	for _, e := range lifts {
-		futures = append(futures, s.raft.Apply(lockstate.Encode(lockstate.LiftDelay{Name: e.name, Generation: e.gen, Now: wall}), applyTimeout))
+		props = append(props, s.prop.propose(lockstate.LiftDelay{Name: e.name, Generation: e.gen, Now: wall}))
 	}
-	for i, f := range futures {
-		err := f.Error()
+	for i, pr := range props {
+		_, err := pr.wait()
 		if i >= len(expire) {
 			if err != nil {
 				s.log.Warn("lock-delay lift failed", "lock", lifts[i-len(expire)].name, "err", err)
@@ -215,8 +213,7 @@ func (s *Server) registerSelf(stop <-chan struct{}) {
 	if have == s.addr {
 		return
 	}
-	f := s.raft.Apply(lockstate.Encode(lockstate.SetMember{ID: s.cfg.NodeID, Addr: s.addr}), applyTimeout)
-	if err := f.Error(); err != nil {
+	if _, err := s.apply(lockstate.SetMember{ID: s.cfg.NodeID, Addr: s.addr}); err != nil {
 		select {
 		case <-stop:
 		default:

@@ -80,11 +80,11 @@ func (s *Server) join(ctx context.Context, id, raftAddr, clientAddr string) (uin
 		index = f.Index()
 		s.log.Info("node joined", "node", id, "raft", raftAddr, "client", clientAddr)
 	}
-	f := s.raft.Apply(lockstate.Encode(lockstate.SetMember{ID: id, Addr: clientAddr}), applyTimeout)
-	if err := f.Error(); err != nil {
+	pr := s.prop.propose(lockstate.SetMember{ID: id, Addr: clientAddr})
+	if _, err := pr.wait(); err != nil {
 		return 0, s.raftErr(err)
 	}
-	return max(index, f.Index()), nil
+	return max(index, pr.index), nil
 }
 
 // remove takes a node out of the cluster.
@@ -107,8 +107,8 @@ func (s *Server) remove(ctx context.Context, id string) (uint64, error) {
 		return 0, invalid("node id", id, "the ID of a current member; see `fencer members`")
 	}
 	// Forget the client address first: the leader may be removing itself.
-	if err := s.raft.Apply(lockstate.Encode(lockstate.SetMember{ID: id}), applyTimeout).Error(); err != nil {
-		return 0, s.raftErr(err)
+	if _, err := s.apply(lockstate.SetMember{ID: id}); err != nil {
+		return 0, err
 	}
 	f := s.raft.RemoveServer(raft.ServerID(id), 0, applyTimeout)
 	if err := f.Error(); err != nil {

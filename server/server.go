@@ -38,8 +38,11 @@ type Server struct {
 
 	ln      net.Listener
 	http    *http.Server
-	addr    string // advertised client API address
+	connsMu sync.Mutex
+	conns   map[net.Conn]struct{} // open native connections; nil once closing
+	addr    string                // advertised client API address
 	waiters *waiters
+	prop    *proposer
 	verifier
 	lead leadership
 
@@ -85,6 +88,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.verifier.r = s.raft
+	s.prop = newProposer(s.raft)
 
 	var bg context.Context
 	bg, s.cancel = context.WithCancel(context.Background())
@@ -94,6 +98,14 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		s.watchLeadership(bg)
 	}()
 	if s.ln != nil {
+		// One port: the native protocol and HTTP (gRPC and JSON).
+		m := newMux(s.ln)
+		s.conns = make(map[net.Conn]struct{})
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			m.serve(&s.wg, s.serveNative)
+		}()
 		s.http = &http.Server{Handler: s.handler(), ReadHeaderTimeout: 10 * time.Second}
 		s.http.Protocols = new(http.Protocols)
 		s.http.Protocols.SetHTTP1(true)
@@ -101,7 +113,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			if err := s.http.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := s.http.Serve(m); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 				s.log.Error("client API stopped", "err", err)
 			}
 		}()
@@ -315,6 +327,7 @@ func (s *Server) Close() error {
 		if s.http != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			s.waiters.failAll()
+			s.closeConns()
 			if err := s.http.Shutdown(ctx); err != nil {
 				s.http.Close()
 			}
@@ -324,6 +337,9 @@ func (s *Server) Close() error {
 		}
 		if s.raft != nil {
 			errs = append(errs, s.raft.Shutdown().Error())
+		}
+		if s.prop != nil {
+			s.prop.close()
 		}
 		if s.cancel != nil {
 			s.cancel()

@@ -87,7 +87,7 @@ func (s *Server) raftErr(err error) error {
 	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),
 		errors.Is(err, raft.ErrLeadershipTransferInProgress):
 		return s.notLeader()
-	case errors.Is(err, raft.ErrRaftShutdown):
+	case errors.Is(err, raft.ErrRaftShutdown), errors.Is(err, errProposerClosed):
 		return errNoLeader
 	}
 	return err
@@ -145,29 +145,28 @@ func (s *Server) acquire(ctx context.Context, a acquireArgs) (acquireResult, err
 	if !s.withTimers(func(t *timers) { t.track(a.session, a.ttl, s.cfg.Clock.Now()) }) {
 		return acquireResult{}, s.checkLeader()
 	}
+	// The open and the acquire go into one entry, back to back.
 	wall := s.cfg.Clock.Now()
-	open := s.raft.Apply(lockstate.Encode(lockstate.OpenSession{ID: a.session, TTL: a.ttl, Now: wall}), applyTimeout)
-	acq := s.raft.Apply(lockstate.Encode(lockstate.Acquire{
-		Session: a.session, Seq: 1, Name: a.name, Wait: a.wait, LockDelay: a.lockDelay, Now: wall,
-	}), applyTimeout)
-	if err := open.Error(); err != nil {
+	pr := s.prop.propose(
+		lockstate.OpenSession{ID: a.session, TTL: a.ttl, Now: wall},
+		lockstate.Acquire{Session: a.session, Seq: 1, Name: a.name, Wait: a.wait, LockDelay: a.lockDelay, Now: wall},
+	)
+	results, err := pr.wait()
+	if err != nil {
 		return acquireResult{}, s.raftErr(err)
 	}
-	if res := open.Response().(lockstate.Result); res.Status == lockstate.StatusFailed {
-		return acquireResult{}, &stateError{res}
+	if results[0].Status == lockstate.StatusFailed {
+		return acquireResult{}, &stateError{results[0]}
 	}
-	if err := acq.Error(); err != nil {
-		return acquireResult{}, s.raftErr(err)
-	}
-	res := acq.Response().(lockstate.Result)
+	res := results[1]
 	switch res.Status {
 	case lockstate.StatusGranted:
-		return acquireResult{granted: true, token: res.Token, index: acq.Index()}, nil
+		return acquireResult{granted: true, token: res.Token, index: pr.index}, nil
 	case lockstate.StatusLocked:
 		// A try that failed leaves an empty session behind; close it now
 		// rather than make the client pay a round trip for it.
 		s.closeSession(a.session)
-		return acquireResult{index: acq.Index()}, nil
+		return acquireResult{index: pr.index}, nil
 	case lockstate.StatusQueued:
 	case lockstate.StatusAborted:
 		return acquireResult{}, &abortedError{res.Reason}
@@ -298,10 +297,19 @@ func (s *Server) linearize(ctx context.Context) error {
 
 // closeSession proposes the close of a session and forgets its timer.
 func (s *Server) closeSession(session uint64) (lockstate.Result, error) {
-	f := s.raft.Apply(lockstate.Encode(lockstate.CloseSession{Session: session, Now: s.cfg.Clock.Now()}), applyTimeout)
-	if err := f.Error(); err != nil {
-		return lockstate.Result{}, s.raftErr(err)
+	res, err := s.apply(lockstate.CloseSession{Session: session, Now: s.cfg.Clock.Now()})
+	if err != nil {
+		return lockstate.Result{}, err
 	}
 	s.withTimers(func(t *timers) { t.forget(session) })
-	return f.Response().(lockstate.Result), nil
+	return res, nil
+}
+
+// apply proposes one command and returns its result.
+func (s *Server) apply(cmd lockstate.Command) (lockstate.Result, error) {
+	results, err := s.prop.propose(cmd).wait()
+	if err != nil {
+		return lockstate.Result{}, s.raftErr(err)
+	}
+	return results[0], nil
 }

@@ -1,0 +1,163 @@
+package wire
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+)
+
+// ErrClosed is returned by calls on a closed or broken Conn.
+var ErrClosed = errors.New("wire: connection closed")
+
+// Conn is the client side of one connection. Many calls may be in flight
+// at once; their frames are written together when they queue up together.
+// It is safe for concurrent use. Close it when done; a Conn whose
+// connection broke fails every call and must be replaced.
+type Conn struct {
+	nc net.Conn
+
+	mu     sync.Mutex
+	nextID uint64
+	calls  map[uint64]chan Response
+	out    []byte // frames not yet written
+	err    error  // why the Conn is closed; nil while open
+
+	wake chan struct{}
+	done chan struct{} // closed when both goroutines have returned
+}
+
+// Dial connects to a fencer server's client address.
+func Dial(ctx context.Context, addr string) (*Conn, error) {
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := nc.Write([]byte(Magic)); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	c := &Conn{nc: nc, calls: make(map[uint64]chan Response), wake: make(chan struct{}, 1), done: make(chan struct{})}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); c.readLoop() }()
+	go func() { defer wg.Done(); c.writeLoop() }()
+	go func() { wg.Wait(); close(c.done) }()
+	return c, nil
+}
+
+// Call sends req (its ID is set by Call) and waits for the response, ctx,
+// or the connection's end.
+func (c *Conn) Call(ctx context.Context, req Request) (Response, error) {
+	ch := make(chan Response, 1)
+	c.mu.Lock()
+	if c.err != nil {
+		err := c.err
+		c.mu.Unlock()
+		return Response{}, err
+	}
+	c.nextID++
+	req.ID = c.nextID
+	c.calls[req.ID] = ch
+	c.out = AppendRequest(c.out, &req)
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+	select {
+	case r, ok := <-ch:
+		if !ok {
+			return Response{}, c.closedErr()
+		}
+		return r, nil
+	case <-ctx.Done():
+		c.mu.Lock()
+		delete(c.calls, req.ID)
+		c.mu.Unlock()
+		return Response{}, ctx.Err()
+	}
+}
+
+func (c *Conn) closedErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// Broken reports whether the Conn can no longer carry calls.
+func (c *Conn) Broken() bool { return c.closedErr() != nil }
+
+// fail closes the Conn for reason and ends every call in flight.
+func (c *Conn) fail(reason error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return
+	}
+	c.err = fmt.Errorf("%w: %v", ErrClosed, reason)
+	c.nc.Close()
+	for id, ch := range c.calls {
+		delete(c.calls, id)
+		close(ch)
+	}
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Close closes the connection and waits for its goroutines.
+func (c *Conn) Close() error {
+	c.fail(errors.New("closed by the client"))
+	<-c.done
+	return nil
+}
+
+func (c *Conn) writeLoop() {
+	var buf []byte
+	for range c.wake {
+		c.mu.Lock()
+		if c.err != nil {
+			c.mu.Unlock()
+			return
+		}
+		buf, c.out = c.out, buf[:0]
+		c.mu.Unlock()
+		if len(buf) == 0 {
+			continue
+		}
+		if _, err := c.nc.Write(buf); err != nil {
+			c.fail(err)
+			return
+		}
+	}
+}
+
+func (c *Conn) readLoop() {
+	r := bufio.NewReaderSize(c.nc, 16<<10)
+	var buf []byte
+	for {
+		p, err := ReadFrame(r, buf)
+		if err != nil {
+			c.fail(err)
+			return
+		}
+		buf = p
+		resp, err := DecodeResponse(p)
+		if err != nil {
+			c.fail(err)
+			return
+		}
+		c.mu.Lock()
+		ch, ok := c.calls[resp.ID]
+		delete(c.calls, resp.ID)
+		c.mu.Unlock()
+		if ok {
+			ch <- resp
+		}
+	}
+}
