@@ -33,7 +33,7 @@ func startTarget(t *testing.T, n int) *locktest.Target {
 	return &locktest.Target{
 		New: func(t *testing.T) fencer.Backend {
 			// Fresh clients, as another process would have. The node timeout
-			// is raised from its default (TTL/20, 2 to 50 ms, meant for a
+			// is raised from its default (TTL/20, 2 to 500 ms, meant for a
 			// production network) because this machine is shared and the
 			// race detector slows everything: a try with a 300 ms TTL must
 			// not fail because a busy scheduler kept a node's reply 15 ms.

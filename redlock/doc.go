@@ -10,7 +10,7 @@
 // sends SET key value NX PX ttl to every node at once (one command, no Lua,
 // the cheapest grant a node can give), each request bounded by a node
 // timeout that is small compared with the TTL (by default TTL/20, between
-// 2 ms and 50 ms), so a dead node costs that long and no more. The
+// 2 ms and 500 ms), so a dead node costs that long and no more. The
 // lock is granted if a majority of the nodes (N/2+1) said yes and the lease
 // still has validity left: TTL − elapsed − drift, where elapsed runs from
 // the moment the requests were sent and drift is fencer.Drift(TTL) (1% of

@@ -49,6 +49,7 @@ type Backend struct {
 	owned        bool // made by Open: Close closes the clients
 	prefix       string
 	fixedTimeout time.Duration // Config.NodeTimeout; 0 for TTL/20
+	afterReplies func()        // Config.AfterReplies: a test hook, usually nil
 	minBO, maxBO time.Duration
 
 	acquire, renew, release, abandon *redis.Script
@@ -86,6 +87,7 @@ func New(cfg Config) (*Backend, error) {
 		quorum:       len(cfg.Clients)/2 + 1,
 		prefix:       cfg.KeyPrefix,
 		fixedTimeout: cfg.NodeTimeout,
+		afterReplies: cfg.AfterReplies,
 		minBO:        cfg.MinBackoff,
 		maxBO:        cfg.MaxBackoff,
 		acquire:      redis.NewScript(acquireLua),
@@ -266,6 +268,9 @@ func (b *Backend) attempt(ctx context.Context, rq request, name, key, value stri
 	}
 	rd := b.gather(ctx, f, opAcquire, timeout)
 	rd.fan = f
+	if b.afterReplies != nil {
+		b.afterReplies()
+	}
 	if rd.yes >= b.quorum {
 		elapsed := time.Since(start)
 		drift := fencer.Drift(ttl)

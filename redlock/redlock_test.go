@@ -31,7 +31,7 @@ func req(name string, ttl time.Duration, wait bool) fencer.AcquireRequest {
 // newBackend returns a Backend over fresh clients of srvs, closed when the
 // test ends. Unless cfg sets one, the node timeout is a second: the machine
 // is shared, and a test of something else must not fail because a busy
-// scheduler held a reply past the default (at most 50 ms).
+// scheduler held a reply past the default (at most 500 ms).
 func newBackend(t *testing.T, srvs []*redistest.Server, cfg redlock.Config) *redlock.Backend {
 	t.Helper()
 	if cfg.NodeTimeout == 0 {

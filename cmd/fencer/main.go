@@ -42,6 +42,8 @@ func commands() []command {
 		{"status", "show who holds each lock, with tokens and waiters", statusCommand},
 		{"members", "list the server cluster's nodes and their roles", membersCommand},
 		{"store", "run a fenced key-value store that refuses stale tokens", storeCommand},
+		{"bench", "measure a backend: throughput, acquire and hand-off latency, fairness", benchCommand},
+		{"check-worker", "", checkWorkerCommand}, // hidden: a client worker that fencer check starts
 	}
 }
 
@@ -76,6 +78,9 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "Usage: fencer COMMAND [FLAGS]")
 	fmt.Fprintln(w)
 	for _, c := range commands() {
+		if c.summary == "" {
+			continue // hidden: run by other commands, not by hand
+		}
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w)
