@@ -43,6 +43,7 @@ func commands() []command {
 		{"members", "list the server cluster's nodes and their roles", membersCommand},
 		{"store", "run a fenced key-value store that refuses stale tokens", storeCommand},
 		{"bench", "measure a backend: throughput, acquire and hand-off latency, fairness", benchCommand},
+		{"check", "reproduce the seed articles' failure scenarios against real processes and check which backends hold", checkCommand},
 		{"check-worker", "", checkWorkerCommand}, // hidden: a client worker that fencer check starts
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fencerlock/fencer"
+	"github.com/fencerlock/fencer/internal/faults/clockfile"
 	"github.com/fencerlock/fencer/server"
 )
 
@@ -36,7 +37,7 @@ func serverCommand(ctx context.Context, env *environment, args []string) int {
 	fs.SetOutput(env.stderr)
 	fs.Usage = func() {
 		fmt.Fprint(env.stderr, serverUsage)
-		fs.PrintDefaults()
+		printVisibleDefaults(fs, hiddenServerFlags...)
 	}
 	def := server.DefaultConfig()
 	cfg := server.Config{}
@@ -62,6 +63,9 @@ func serverCommand(ctx context.Context, env *environment, args []string) int {
 		return nil
 	})
 	verbose := fs.Bool("v", false, "log at debug level")
+	// Hidden, for the checker: the leader's clock reads this node's offset
+	// and rate from a file the checker rewrites (package clockfile).
+	clockFile := fs.String("clock-file", "", "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
@@ -77,6 +81,14 @@ func serverCommand(ctx context.Context, env *environment, args []string) int {
 		return exitUsage
 	}
 	cfg.Bootstrap = cfg.Join == ""
+	if *clockFile != "" {
+		clock, err := clockfile.New(*clockFile, cfg.NodeID)
+		if err != nil {
+			fmt.Fprintf(env.stderr, "fencer server: --clock-file: %v\n", err)
+			return exitUsage
+		}
+		cfg.Clock = clock
+	}
 	level := slog.LevelInfo
 	if *verbose {
 		level = slog.LevelDebug
