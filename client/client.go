@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -36,6 +37,10 @@ type Config struct {
 	Endpoints []string
 	// Logger receives keep-alive failures at Debug. Nil discards them.
 	Logger *slog.Logger
+	// Dial, if set, opens the connection to a node: an endpoint, or the
+	// leader a follower names. A fault injector maps addresses to its
+	// proxies here. Nil dials TCP directly.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Backend is the fencer server's fencer.Backend. It is safe for concurrent
@@ -96,7 +101,7 @@ func New(cfg Config) (*Backend, error) {
 		}
 	}
 	b := &Backend{
-		cl:      &cluster{endpoints: slices.Clone(cfg.Endpoints)},
+		cl:      &cluster{endpoints: slices.Clone(cfg.Endpoints), dial: cfg.Dial},
 		log:     cfg.Logger,
 		waiting: make(map[uint64]*session),
 		wake:    make(chan struct{}, 1),

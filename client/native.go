@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"sync"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 // target.
 type cluster struct {
 	endpoints []string
+	dial      func(ctx context.Context, network, addr string) (net.Conn, error) // nil: TCP
 
 	mu     sync.Mutex
 	conn   *wire.Conn
@@ -48,7 +50,12 @@ func (c *cluster) get(ctx context.Context) (*wire.Conn, error) {
 	}
 	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
-	conn, err := wire.Dial(dctx, c.target)
+	dial := c.dial
+	if dial == nil {
+		var d net.Dialer
+		dial = d.DialContext
+	}
+	conn, err := wire.DialWith(dctx, dial, c.target)
 	if err != nil {
 		c.target = ""
 		return nil, err

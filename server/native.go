@@ -133,6 +133,10 @@ func (s *Server) serveNative(c net.Conn, r *bufio.Reader) {
 			w.send(&wire.Response{Kind: req.Kind, ID: req.ID, Code: wire.CodeInvalidArgument, Message: err.Error()})
 			return
 		}
+		if req.Kind == wire.KindPing {
+			w.send(&wire.Response{Kind: wire.KindPing, ID: req.ID})
+			continue
+		}
 		calls.Add(1)
 		go func() {
 			defer calls.Done()

@@ -7,6 +7,16 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"time"
+)
+
+// Health checking: while calls are in flight and nothing has arrived for
+// PingInterval, the Conn pings; if the ping is not answered within
+// PingTimeout, the Conn is broken and its calls fail, so that a dead,
+// paused or partitioned node costs at most that long.
+const (
+	PingInterval = 500 * time.Millisecond
+	PingTimeout  = 2 * time.Second
 )
 
 // ErrClosed is returned by calls on a closed or broken Conn.
@@ -25,14 +35,23 @@ type Conn struct {
 	out    []byte // frames not yet written
 	err    error  // why the Conn is closed; nil while open
 
+	lastRecv time.Time // when the last frame arrived; guarded by mu
+	pingSent time.Time // when the outstanding ping was sent; zero if none
+
 	wake chan struct{}
-	done chan struct{} // closed when both goroutines have returned
+	done chan struct{} // closed when every goroutine has returned
 }
 
-// Dial connects to a fencer server's client address.
+// Dial connects to a fencer server's client address over TCP.
 func Dial(ctx context.Context, addr string) (*Conn, error) {
 	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	return DialWith(ctx, d.DialContext, addr)
+}
+
+// DialWith connects to addr through dial, which a fault injector or a
+// custom network can supply.
+func DialWith(ctx context.Context, dial func(ctx context.Context, network, addr string) (net.Conn, error), addr string) (*Conn, error) {
+	nc, err := dial(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
@@ -40,13 +59,47 @@ func Dial(ctx context.Context, addr string) (*Conn, error) {
 		nc.Close()
 		return nil, err
 	}
-	c := &Conn{nc: nc, calls: make(map[uint64]chan Response), wake: make(chan struct{}, 1), done: make(chan struct{})}
+	c := &Conn{nc: nc, calls: make(map[uint64]chan Response), wake: make(chan struct{}, 1), done: make(chan struct{}), lastRecv: time.Now()}
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); c.readLoop() }()
 	go func() { defer wg.Done(); c.writeLoop() }()
+	go func() { defer wg.Done(); c.healthLoop() }()
 	go func() { wg.Wait(); close(c.done) }()
 	return c, nil
+}
+
+// healthLoop pings a connection whose calls get no answers, and breaks it
+// if the ping gets none either.
+func (c *Conn) healthLoop() {
+	t := time.NewTicker(PingInterval / 2)
+	defer t.Stop()
+	for range t.C {
+		c.mu.Lock()
+		if c.err != nil {
+			c.mu.Unlock()
+			return
+		}
+		now := time.Now()
+		var dead bool
+		switch {
+		case !c.pingSent.IsZero():
+			dead = now.Sub(c.pingSent) > PingTimeout
+		case len(c.calls) > 0 && now.Sub(c.lastRecv) > PingInterval:
+			c.pingSent = now
+			c.nextID++
+			c.out = AppendRequest(c.out, &Request{Kind: KindPing, ID: c.nextID})
+			select {
+			case c.wake <- struct{}{}:
+			default:
+			}
+		}
+		c.mu.Unlock()
+		if dead {
+			c.fail(fmt.Errorf("no answer to a ping for %v", PingTimeout))
+			return
+		}
+	}
 }
 
 // Call sends req (its ID is set by Call) and waits for the response, ctx,
@@ -153,6 +206,10 @@ func (c *Conn) readLoop() {
 			return
 		}
 		c.mu.Lock()
+		c.lastRecv = time.Now()
+		if resp.Kind == KindPing {
+			c.pingSent = time.Time{}
+		}
 		ch, ok := c.calls[resp.ID]
 		delete(c.calls, resp.ID)
 		c.mu.Unlock()

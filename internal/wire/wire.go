@@ -45,7 +45,11 @@ const (
 	KindAcquire   Kind = 1
 	KindRelease   Kind = 2
 	KindKeepAlive Kind = 3
-	respBit       Kind = 0x80
+	// KindPing has no fields. Any node answers it at once, leader or not:
+	// a client pings a connection whose calls are slow to tell a busy
+	// leader from a dead or paused node.
+	KindPing Kind = 4
+	respBit  Kind = 0x80
 )
 
 // Code is the outcome of a call, with the meanings of the gRPC codes of
@@ -299,8 +303,9 @@ func DecodeRequest(p []byte) (Request, error) {
 		r.Token = d.uvarint("token")
 	case KindKeepAlive:
 		r.Sessions = d.ids("session")
+	case KindPing:
 	default:
-		d.fail(fmt.Sprintf("request kind %d; accepted: 1 (acquire), 2 (release), 3 (keep-alive)", r.Kind))
+		d.fail(fmt.Sprintf("request kind %d; accepted: 1 (acquire), 2 (release), 3 (keep-alive), 4 (ping)", r.Kind))
 	}
 	return r, d.finish()
 }
@@ -332,6 +337,7 @@ func DecodeResponse(p []byte) (Response, error) {
 		r.Released = d.byte("released") == 1
 	case KindKeepAlive:
 		r.Expired = d.ids("expired")
+	case KindPing:
 	default:
 		d.fail(fmt.Sprintf("response kind %d unknown", r.Kind))
 	}

@@ -172,3 +172,81 @@ func TestConn(t *testing.T) {
 		t.Fatal("a closed connection is not Broken")
 	}
 }
+
+// fakeServer accepts one connection and answers pings, and calls only
+// after delay (never, if delay < 0), or nothing at all when silent.
+func fakeServer(t *testing.T, silent bool, delay time.Duration) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		r := bufio.NewReader(c)
+		if _, err := r.Discard(len(Magic)); err != nil {
+			return
+		}
+		var mu sync.Mutex
+		for {
+			p, err := ReadFrame(r, nil)
+			if err != nil {
+				return
+			}
+			if silent {
+				continue
+			}
+			req, err := DecodeRequest(p)
+			if err != nil {
+				return
+			}
+			go func() {
+				if req.Kind != KindPing {
+					if delay < 0 {
+						return
+					}
+					time.Sleep(delay)
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				c.Write(AppendResponse(nil, &Response{Kind: req.Kind, ID: req.ID, Released: true}))
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// TestHealthCheck: a node that answers nothing, not even pings (paused,
+// partitioned), breaks the connection within about PingTimeout; a node
+// that answers pings keeps a slow call alive.
+func TestHealthCheck(t *testing.T) {
+	t.Run("silent node", func(t *testing.T) {
+		c, err := Dial(context.Background(), fakeServer(t, true, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, err = c.Call(ctx, Request{Kind: KindRelease, Session: 1})
+		if !errors.Is(err, ErrClosed) || ctx.Err() != nil {
+			t.Fatalf("call to a silent node = %v (ctx %v), want the connection declared dead first", err, ctx.Err())
+		}
+	})
+	t.Run("slow but alive node", func(t *testing.T) {
+		c, err := Dial(context.Background(), fakeServer(t, false, PingTimeout+PingInterval))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		r, err := c.Call(context.Background(), Request{Kind: KindRelease, Session: 1})
+		if err != nil || !r.Released {
+			t.Fatalf("slow call on a live connection: %+v %v", r, err)
+		}
+	})
+}
