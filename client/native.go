@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"sync"
 	"time"
 
 	"github.com/fencerlock/fencer"
+	"github.com/fencerlock/fencer/internal/backoff"
 	"github.com/fencerlock/fencer/internal/wire"
 )
 
@@ -96,7 +96,7 @@ func (c *cluster) call(ctx context.Context, req wire.Request) (wire.Response, er
 // callRetried is call that also reports whether the request was sent more
 // than once, so an earlier attempt may have taken effect unseen.
 func (c *cluster) callRetried(ctx context.Context, req wire.Request) (resp wire.Response, retried bool, err error) {
-	backoff := 10 * time.Millisecond
+	wait := 10 * time.Millisecond
 	redirects := 0
 	for attempt := 0; ; attempt++ {
 		retried = attempt > 0
@@ -131,9 +131,9 @@ func (c *cluster) callRetried(ctx context.Context, req wire.Request) (resp wire.
 		select {
 		case <-ctx.Done():
 			return wire.Response{}, retried, errors.Join(err, ctx.Err())
-		case <-time.After(backoff/2 + rand.N(backoff/2+1)):
+		case <-time.After(backoff.Jitter(wait)):
 		}
-		backoff = min(backoff*2, 500*time.Millisecond)
+		wait = min(wait*2, 500*time.Millisecond)
 	}
 }
 

@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"time"
 
+	"github.com/fencerlock/fencer/internal/backoff"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -149,7 +149,7 @@ func (l *listener) run(ctx context.Context) {
 			return
 		}
 		l.log.Debug("pglock: listening connection failed; reconnecting", "channel", l.channel, "err", err, "pause", pause)
-		t := time.NewTimer(jitter(pause))
+		t := time.NewTimer(backoff.Jitter(pause))
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -223,6 +223,3 @@ func (l *listener) wakeAll() {
 		}
 	}
 }
-
-// jitter returns d reduced by a random amount of up to half.
-func jitter(d time.Duration) time.Duration { return d/2 + rand.N(d/2+1) }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	mrand "math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/fencerlock/fencer"
+	"github.com/fencerlock/fencer/internal/backoff"
 )
 
 // Backend is a fencer.Backend over a lock table in one PostgreSQL
@@ -264,7 +264,7 @@ func (b *Backend) wait(ctx context.Context, a *attempt) (fencer.Grant, error) {
 		}
 	}()
 
-	bo := backoff{next: b.minBO, max: b.maxBO}
+	bo := backoff.New(b.minBO, b.maxBO)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
@@ -310,14 +310,14 @@ func (b *Backend) wait(ctx context.Context, a *attempt) (fencer.Grant, error) {
 			}
 			b.log.Debug("pglock: acquire failed; retrying", "lock", a.name, "err", err)
 			lastErr, retried = err, false
-			delay = bo.delay(-1)
+			delay = bo.Next(-1)
 		case left < 0 && !retried:
 			// The lock looked free after the attempt found it held: it was
 			// released in between. Try again at once, but only once in a row.
 			lastErr, retried, waited = nil, true, true
 		default:
 			lastErr, retried, waited = nil, false, true
-			delay = bo.delay(left)
+			delay = bo.Next(left)
 		}
 		timer.Reset(delay)
 		select {
@@ -493,22 +493,4 @@ func opErr(ctx context.Context, op, name string, err error) error {
 		err = errors.Join(err, ctxErr)
 	}
 	return err
-}
-
-// backoff is the jittered exponential fallback of a waiting Acquire.
-type backoff struct {
-	next, max time.Duration
-}
-
-// delay returns the wait before the next attempt: the back-off step,
-// jittered down by up to half, or, if sooner, just after the holder's lease
-// runs out (left; negative when unknown).
-func (bo *backoff) delay(left time.Duration) time.Duration {
-	d := bo.next
-	bo.next = min(2*bo.next, bo.max)
-	d = d/2 + mrand.N(d/2+1)
-	if left >= 0 && left+time.Millisecond < d {
-		d = left + time.Millisecond
-	}
-	return d
 }

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	mrand "math/rand/v2"
 	"strings"
 	"sync"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/fencerlock/fencer"
+	"github.com/fencerlock/fencer/internal/backoff"
 	"github.com/fencerlock/fencer/internal/redissub"
 )
 
@@ -235,8 +235,8 @@ func (b *Backend) wait(ctx context.Context, req fencer.AcquireRequest, a *attemp
 	}
 	defer b.sub.Unwatch(channel, w)
 
-	bo := backoff{next: b.minBO, max: b.maxBO}
-	timer := time.NewTimer(bo.delay(pttl))
+	bo := backoff.New(b.minBO, b.maxBO)
+	timer := time.NewTimer(bo.Next(pttl))
 	defer timer.Stop()
 	for {
 		select {
@@ -262,7 +262,7 @@ func (b *Backend) wait(ctx context.Context, req fencer.AcquireRequest, a *attemp
 		default:
 			failingSince = time.Time{}
 		}
-		timer.Reset(bo.delay(pttl))
+		timer.Reset(bo.Next(pttl))
 	}
 }
 
@@ -407,22 +407,4 @@ func opErr(ctx context.Context, op, name string, err error) error {
 		err = errors.Join(err, ctxErr)
 	}
 	return err
-}
-
-// backoff is the jittered exponential fallback of a waiting Acquire.
-type backoff struct {
-	next, max time.Duration
-}
-
-// delay returns the wait before the next try: the back-off step, jittered
-// down by up to half, or, if sooner, just after the holder's TTL runs out
-// (pttl; negative when unknown).
-func (bo *backoff) delay(pttl time.Duration) time.Duration {
-	d := bo.next
-	bo.next = min(2*bo.next, bo.max)
-	d = d/2 + mrand.N(d/2+1)
-	if pttl >= 0 && pttl+time.Millisecond < d {
-		d = pttl + time.Millisecond
-	}
-	return d
 }

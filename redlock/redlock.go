@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	mrand "math/rand/v2"
 	"net"
 	"strconv"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/fencerlock/fencer"
+	"github.com/fencerlock/fencer/internal/backoff"
 	"github.com/fencerlock/fencer/internal/redissub"
 )
 
@@ -188,7 +188,7 @@ func (b *Backend) Acquire(ctx context.Context, req fencer.AcquireRequest) (fence
 	var (
 		w     *redissub.Waiter
 		timer *time.Timer
-		bo    = backoff{next: b.minBO, max: b.maxBO}
+		bo    = backoff.New(b.minBO, b.maxBO)
 	)
 	defer func() {
 		if w != nil {
@@ -228,7 +228,7 @@ func (b *Backend) Acquire(ctx context.Context, req fencer.AcquireRequest) (fence
 		if rd.yes > 0 {
 			// A split vote: the lock may well be free, so try again soon
 			// (after a random delay, which is what breaks the tie).
-			bo.next = b.minBO
+			bo.Reset(b.minBO)
 		}
 		if w == nil {
 			// Subscribe on every node, then try again as soon as a majority
@@ -242,9 +242,9 @@ func (b *Backend) Acquire(ctx context.Context, req fencer.AcquireRequest) (fence
 					return fencer.Grant{}, fencer.ErrClosed
 				}
 			}
-			timer = time.NewTimer(bo.delay(rd.pttl))
+			timer = time.NewTimer(bo.Next(rd.pttl))
 		} else {
-			timer.Reset(bo.delay(rd.pttl))
+			timer.Reset(bo.Next(rd.pttl))
 		}
 		select {
 		case <-ctx.Done():
@@ -870,22 +870,4 @@ func (o *owner) settle(ctx context.Context) {
 		}
 	}
 	o.f = nil
-}
-
-// backoff is the jittered exponential retry delay of a waiting Acquire.
-type backoff struct {
-	next, max time.Duration
-}
-
-// delay returns the wait before the next attempt: the back-off step,
-// jittered down by up to half, or, if sooner, just after the shortest
-// remaining TTL among the nodes that refused (pttl; negative when unknown).
-func (bo *backoff) delay(pttl time.Duration) time.Duration {
-	d := bo.next
-	bo.next = min(2*bo.next, bo.max)
-	d = d/2 + mrand.N(d/2+1)
-	if pttl >= 0 && pttl+time.Millisecond < d {
-		d = pttl + time.Millisecond
-	}
-	return d
 }

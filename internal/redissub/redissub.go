@@ -8,12 +8,12 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"math/rand/v2"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/fencerlock/fencer/internal/backoff"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -280,7 +280,7 @@ func (s *Subscriber) control(ctx context.Context, ps *redis.PubSub) {
 			s.mu.Lock()
 			s.resync = true
 			s.mu.Unlock()
-			retry.Reset(jitter(pause))
+			retry.Reset(backoff.Jitter(pause))
 			pause = min(2*pause, maxPause)
 		} else {
 			pause = minPause
@@ -295,9 +295,6 @@ const (
 	// handshake of a new connection.
 	callTimeout = time.Second
 )
-
-// jitter returns d reduced by a random amount of up to half.
-func jitter(d time.Duration) time.Duration { return d/2 + rand.N(d/2+1) }
 
 func (s *Subscriber) read(ctx context.Context, ps *redis.PubSub) {
 	defer s.wg.Done()
@@ -329,7 +326,7 @@ func (s *Subscriber) read(ctx context.Context, ps *redis.PubSub) {
 			s.resync = true
 			s.mu.Unlock()
 			s.poke()
-			t := time.NewTimer(jitter(pause))
+			t := time.NewTimer(backoff.Jitter(pause))
 			select {
 			case <-ctx.Done():
 				t.Stop()

@@ -7,7 +7,6 @@ package rpcclient
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"sync"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/fencerlock/fencer/internal/api/fencerv1"
 	"github.com/fencerlock/fencer/internal/api/fencerv1/fencerv1connect"
+	"github.com/fencerlock/fencer/internal/backoff"
 )
 
 // LeaderHeader is the header in which a follower names the leader's client
@@ -132,7 +132,7 @@ func (c *Conn) Leader() string {
 // error is returned at once. fn must be safe to retry.
 func Call[T any](ctx context.Context, c *Conn, fn func(context.Context, fencerv1connect.LockServiceClient) (T, error)) (T, error) {
 	var zero T
-	backoff := 10 * time.Millisecond
+	wait := 10 * time.Millisecond
 	redirects := 0
 	for {
 		addr := c.target()
@@ -164,8 +164,8 @@ func Call[T any](ctx context.Context, c *Conn, fn func(context.Context, fencerv1
 		default:
 			return zero, err
 		}
-		sleep := backoff/2 + rand.N(backoff/2+1)
-		backoff = min(backoff*2, c.cfg.MaxBackoff)
+		sleep := backoff.Jitter(wait)
+		wait = min(wait*2, c.cfg.MaxBackoff)
 		select {
 		case <-ctx.Done():
 			return zero, errors.Join(err, ctx.Err())

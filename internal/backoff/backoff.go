@@ -1,0 +1,39 @@
+// Package backoff is the jittered exponential back-off that a waiting
+// acquire falls back on when no wake-up (pub/sub, NOTIFY, a pushed grant)
+// comes: redislock, redlock and pglock share it.
+package backoff
+
+import (
+	"math/rand/v2"
+	"time"
+)
+
+// Backoff hands out the waits between attempts: each step doubles up to a
+// maximum and is jittered down by up to half, so that competing waiters
+// spread out. Not safe for concurrent use; one per waiting call.
+type Backoff struct {
+	next, max time.Duration
+}
+
+// New returns a Backoff whose first step is first and whose steps grow to
+// at most max.
+func New(first, max time.Duration) Backoff { return Backoff{next: first, max: max} }
+
+// Next returns the wait before the next attempt: the current step,
+// jittered, or, if sooner, just after the holder's lease runs out (left;
+// negative when unknown).
+func (b *Backoff) Next(left time.Duration) time.Duration {
+	d := Jitter(b.next)
+	b.next = min(2*b.next, b.max)
+	if left >= 0 && left+time.Millisecond < d {
+		d = left + time.Millisecond
+	}
+	return d
+}
+
+// Reset starts the steps over from first, as after a near miss that makes
+// an early retry worth it.
+func (b *Backoff) Reset(first time.Duration) { b.next = first }
+
+// Jitter returns d reduced by a random amount of up to half.
+func Jitter(d time.Duration) time.Duration { return d/2 + rand.N(d/2+1) }
