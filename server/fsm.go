@@ -1,7 +1,10 @@
 package server
 
 import (
+	"bufio"
 	"context"
+	"encoding/binary"
+	"fmt"
 	"io"
 	"sync"
 
@@ -82,18 +85,27 @@ func (f *fsm) apply(entry []byte, events []lockstate.Event) (any, []lockstate.Ev
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return snapshot(f.m.Snapshot()), nil
+	// The applied index goes first, so a node restored from the snapshot
+	// knows how far its state reaches before it applies anything else.
+	b := binary.AppendUvarint(nil, f.applied)
+	return snapshot(append(b, f.m.Snapshot()...)), nil
 }
 
 // Restore replaces the state with a snapshot's.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
+	r := bufio.NewReader(rc)
+	applied, err := binary.ReadUvarint(r)
+	if err != nil {
+		return fmt.Errorf("snapshot: applied index: %w", err)
+	}
 	m := lockstate.New()
-	if err := m.Restore(rc); err != nil {
+	if err := m.Restore(r); err != nil {
 		return err
 	}
 	f.mu.Lock()
 	f.m = m
+	f.applied = applied
 	close(f.notify)
 	f.notify = make(chan struct{})
 	f.mu.Unlock()

@@ -79,8 +79,11 @@ func (s *Server) stopLeading() {
 // proposes expiries and lock-delay lifts as they come due, until stop.
 func (s *Server) leaderDuties(stop <-chan struct{}) {
 	// Everything earlier leaders committed must be applied before this
-	// leader reads sessions or serves reads and keep-alives.
-	if err := s.raft.Barrier(0).Error(); err != nil {
+	// leader reads sessions or serves reads and keep-alives. A Nop command
+	// is the barrier: unlike raft.Barrier's entry (and the term's own
+	// no-op), it reaches the state machine, so the applied index that
+	// linearize waits for catches up with the commit index.
+	if _, err := s.apply(lockstate.Nop{}); err != nil {
 		s.log.Warn("leader barrier failed", "err", err)
 		return
 	}

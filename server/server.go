@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	raftwal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
 
 	"github.com/fencerlock/fencer/internal/api/fencerv1"
 	"github.com/fencerlock/fencer/internal/lockstate"
@@ -164,11 +165,15 @@ func (s *Server) startRaft() (existing bool, err error) {
 		if err := os.MkdirAll(dir, 0o750); err != nil {
 			return false, fmt.Errorf("raft-wal dir: %w", err)
 		}
-		w, err := raftwal.Open(dir)
+		// The WAL's Close leaves its meta store open and its file locked,
+		// so the server owns the meta store and closes it after the WAL.
+		meta := &metadb.BoltMetaDB{}
+		w, err := raftwal.Open(dir, raftwal.WithMetaStore(meta))
 		if err != nil {
+			meta.Close()
 			return false, fmt.Errorf("open raft-wal log in %s: %w", cfg.DataDir, err)
 		}
-		s.stores = append(s.stores, w)
+		s.stores = append(s.stores, w, meta)
 		logs, stable = w, w
 	case "bolt":
 		b, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db")})

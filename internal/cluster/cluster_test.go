@@ -18,6 +18,7 @@ import (
 // printing the nodes' log tails if the test failed.
 func startCluster(t *testing.T, cfg cluster.Config) *cluster.Cluster {
 	t.Helper()
+	start := time.Now()
 	cfg.Binary = testutil.FencerBinary(t)
 	cfg.Dir = t.TempDir()
 	if os.Getenv("FENCER_TEST_LOG") != "" {
@@ -29,6 +30,7 @@ func startCluster(t *testing.T, cfg cluster.Config) *cluster.Cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("%d nodes serve %v after the test began (the fencer binary built first)", cfg.Nodes, time.Since(start).Round(time.Millisecond))
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("node logs:\n%s", c.Tails(4000))
@@ -72,13 +74,14 @@ func TestIsolateLeader(t *testing.T) {
 	if err := c.Partition().Isolate(old); err != nil {
 		t.Fatal(err)
 	}
+	isolated := time.Now()
 	var leader string
 	for leader == "" || leader == old {
 		if leader, err = c.Leader(ctx); err != nil {
 			t.Fatalf("no new leader after isolating %s: %v", old, err)
 		}
 	}
-	t.Logf("isolated %s; %s leads", old, leader)
+	t.Logf("isolated %s; %s leads after %v", old, leader, time.Since(isolated).Round(time.Millisecond))
 	// The majority keeps granting, and the token counter goes on.
 	if during := acquire(t, c, "during", 2); during <= before {
 		t.Errorf("token %d granted after the failover is not above %d granted before", during, before)
@@ -87,9 +90,11 @@ func TestIsolateLeader(t *testing.T) {
 	if err := c.Partition().Heal(); err != nil {
 		t.Fatal(err)
 	}
+	healed := time.Now()
 	if err := c.WaitConverged(ctx); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("healed; the replicas agree after %v", time.Since(healed).Round(time.Millisecond))
 	states, err := c.States(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,8 @@
 // scenarios into it: kill -9, SIGTERM, SIGSTOP/SIGCONT, restarts from the
 // data directories, network partitions between the nodes' Raft links, and
 // membership changes. The server tests and the checker (`fencer check`) both
-// use it, so it does not depend on package testing.
+// use it, so nothing in its API takes a testing.TB. (It starts processes
+// with internal/testutil.StartProc, so package testing is still linked in.)
 //
 //	c, err := cluster.Start(ctx, cluster.Config{Binary: bin, Dir: dir, Nodes: 3, Proxies: true})
 //	if err != nil { ... }
@@ -35,7 +36,8 @@
 //
 // # Concurrency and cleanup
 //
-// A Cluster is safe for concurrent use; fault injections are serialised.
+// A Cluster is safe for concurrent use; each node's changes of state are
+// serialised, and a node counts as running until its process has exited.
 // Close kills every process and closes the proxies; the processes also die
 // with the process that started them (the parent-death signal), so a
 // crashed test or checker leaves nothing behind.
