@@ -26,6 +26,30 @@ type cluster struct {
 	target string // address of conn, or of the next dial
 	next   int    // endpoint to try when no leader is known
 	closed bool
+	// shunned holds endpoints that failed recently, until when: a paused
+	// node accepts connections and answers nothing, so trying it again at
+	// once would cost another ping timeout.
+	shunned map[string]time.Time
+}
+
+// shunFor is how long a failed endpoint is skipped, unless every endpoint
+// failed.
+const shunFor = 3 * time.Second
+
+// pick returns the next endpoint in turn that is not shunned, or the next
+// in turn if all are.
+func (c *cluster) pick() string {
+	now := time.Now()
+	for range c.endpoints {
+		a := c.endpoints[c.next%len(c.endpoints)]
+		c.next++
+		if now.After(c.shunned[a]) {
+			return a
+		}
+	}
+	a := c.endpoints[c.next%len(c.endpoints)]
+	c.next++
+	return a
 }
 
 const dialTimeout = 2 * time.Second
@@ -45,8 +69,7 @@ func (c *cluster) get(ctx context.Context) (*wire.Conn, error) {
 		c.conn = nil
 	}
 	if c.target == "" {
-		c.target = c.endpoints[c.next%len(c.endpoints)]
-		c.next++
+		c.target = c.pick()
 	}
 	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
@@ -57,6 +80,7 @@ func (c *cluster) get(ctx context.Context) (*wire.Conn, error) {
 	}
 	conn, err := wire.DialWith(dctx, dial, c.target)
 	if err != nil {
+		c.shun(c.target)
 		c.target = ""
 		return nil, err
 	}
@@ -64,15 +88,26 @@ func (c *cluster) get(ctx context.Context) (*wire.Conn, error) {
 	return conn, nil
 }
 
-// moveTo makes addr the target, dropping conn if it is the current one.
-func (c *cluster) moveTo(conn *wire.Conn, addr string) {
+// moveTo makes addr the target, dropping conn if it is the current one;
+// with failed, the current target is shunned for a while.
+func (c *cluster) moveTo(conn *wire.Conn, addr string, failed bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if failed && c.target != "" {
+		c.shun(c.target)
+	}
 	if c.conn == conn && conn != nil {
 		conn.Close()
 		c.conn = nil
 	}
 	c.target = addr
+}
+
+func (c *cluster) shun(addr string) {
+	if c.shunned == nil {
+		c.shunned = make(map[string]time.Time)
+	}
+	c.shunned[addr] = time.Now().Add(shunFor)
 }
 
 func (c *cluster) close() {
@@ -110,17 +145,17 @@ func (c *cluster) callRetried(ctx context.Context, req wire.Request) (resp wire.
 			return wire.Response{}, retried, err
 		case err != nil:
 			// Unreachable, or the connection broke: try the next node.
-			c.moveTo(conn, "")
+			c.moveTo(conn, "", true)
 		case resp.Code == wire.CodeOK:
 			return resp, retried, nil
 		case resp.Code == wire.CodeFailedPrecondition && resp.Leader != "":
-			c.moveTo(conn, resp.Leader)
+			c.moveTo(conn, resp.Leader, false)
 			if redirects++; redirects < 3 {
 				continue
 			}
 			err = errors.New(resp.Message)
 		case resp.Code == wire.CodeUnavailable:
-			c.moveTo(conn, "")
+			c.moveTo(conn, "", false)
 			err = errors.New(resp.Message)
 		default:
 			return resp, retried, callError(resp)
