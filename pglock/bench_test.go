@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fencerlock/fencer"
+	"github.com/fencerlock/fencer/internal/testutil"
 	"github.com/fencerlock/fencer/internal/testutil/pgtest"
 	"github.com/fencerlock/fencer/pglock"
 )
@@ -23,28 +24,13 @@ const benchTTL = time.Minute
 // release is one durable commit; concurrent commits share fsyncs).
 func BenchmarkAcquireRelease(b *testing.B) {
 	srv := pgtest.Start(b, nil)
-	ctx := context.Background()
 	be := open(b, srv.URL()+"&pool_max_conns=16")
 	defer be.Close()
 	warmUp(b, be)
-	var n atomic.Int64
 	b.SetParallelism(8) // 8 goroutines per CPU, up to 16 connections
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		name := fmt.Sprintf("bench/%d", n.Add(1))
-		for pb.Next() {
-			g, err := be.Acquire(ctx, fencer.AcquireRequest{Name: name, TTL: benchTTL})
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			if err := be.Release(ctx, g); err != nil {
-				b.Error(err)
-				return
-			}
-		}
+	testutil.BenchPairs(b, be, func(i int64) fencer.AcquireRequest {
+		return fencer.AcquireRequest{Name: fmt.Sprintf("bench/%d", i), TTL: benchTTL}
 	})
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pairs/s")
 }
 
 // BenchmarkHandOff measures a contended lock: four Backends (as four

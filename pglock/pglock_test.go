@@ -12,15 +12,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/fencerlock/fencer"
+	"github.com/fencerlock/fencer/internal/testutil"
 	"github.com/fencerlock/fencer/internal/testutil/pgtest"
 	"github.com/fencerlock/fencer/pglock"
 )
-
-func ctxT(t testing.TB, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 // newBackend returns a Backend for cfg, closed when t ends.
 func newBackend(t testing.TB, cfg pglock.Config) *pglock.Backend {
@@ -57,18 +52,6 @@ func acquireAsync(ctx context.Context, b fencer.Backend, name string, ttl time.D
 	return c
 }
 
-// waitFor polls cond until it holds or fails the test after d.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up after %v waiting until %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // markedWaiters counts the locks among names whose row says someone waits.
 func markedWaiters(t *testing.T, admin *pgxpool.Pool, names ...string) int {
 	t.Helper()
@@ -101,7 +84,7 @@ func TestWaiting(t *testing.T) {
 	admin := srv.Pool(t)
 
 	t.Run("NotificationWakesWaiter", func(t *testing.T) {
-		ctx := ctxT(t, 30*time.Second)
+		ctx := testutil.Context(t, 30*time.Second)
 		holder := newBackend(t, pglock.Config{URL: srv.URL()})
 		waiter := newBackend(t, slowFallback(srv.URL(), "notification"))
 		for i := range 3 {
@@ -111,11 +94,11 @@ func TestWaiting(t *testing.T) {
 				t.Fatal(err)
 			}
 			got := acquireAsync(ctx, waiter, name, time.Minute)
-			waitFor(t, 10*time.Second, "the waiter marked the lock", func() bool { return markedWaiters(t, admin, name) == 1 })
+			testutil.WaitFor(t, 10*time.Second, "the waiter to mark the lock", func() bool { return markedWaiters(t, admin, name) == 1 })
 			// A release before the listener is up would be caught too (by
 			// the wake-up of every waiter once it is), but not by the
 			// mechanism under test.
-			waitFor(t, 10*time.Second, "the listener is up", func() bool { return listening(t, admin, "notification") == 1 })
+			testutil.WaitFor(t, 10*time.Second, "the listener to be up", func() bool { return listening(t, admin, "notification") == 1 })
 			released := time.Now()
 			if err := holder.Release(ctx, g); err != nil {
 				t.Fatal(err)
@@ -138,7 +121,7 @@ func TestWaiting(t *testing.T) {
 
 	t.Run("OneListeningConnection", func(t *testing.T) {
 		const locks = 8
-		ctx := ctxT(t, 30*time.Second)
+		ctx := testutil.Context(t, 30*time.Second)
 		holder := newBackend(t, pglock.Config{URL: srv.URL()})
 		waiter := newBackend(t, slowFallback(srv.URL(), "one"))
 		var names []string
@@ -154,8 +137,8 @@ func TestWaiting(t *testing.T) {
 			// Two waiters per lock.
 			results = append(results, acquireAsync(ctx, waiter, name, time.Minute), acquireAsync(ctx, waiter, name, time.Minute))
 		}
-		waitFor(t, 10*time.Second, "every lock is marked as waited for", func() bool { return markedWaiters(t, admin, names...) == locks })
-		waitFor(t, 10*time.Second, "the listener is up", func() bool { return listening(t, admin, "one") >= 1 })
+		testutil.WaitFor(t, 10*time.Second, "every lock to be marked as waited for", func() bool { return markedWaiters(t, admin, names...) == locks })
+		testutil.WaitFor(t, 10*time.Second, "the listener to be up", func() bool { return listening(t, admin, "one") >= 1 })
 		time.Sleep(50 * time.Millisecond) // room for more listeners, if there were any
 		if n := listening(t, admin, "one"); n != 1 {
 			t.Errorf("%d sessions LISTEN for %d waiters of one Backend; want one shared connection", n, 2*locks)
@@ -190,7 +173,7 @@ func TestWaiting(t *testing.T) {
 		// A holder that dies without releasing: the waiter tries again as
 		// soon as the lease runs out by the database's clock.
 		const ttl = time.Second
-		ctx := ctxT(t, 30*time.Second)
+		ctx := testutil.Context(t, 30*time.Second)
 		holder := newBackend(t, pglock.Config{URL: srv.URL()})
 		waiter := newBackend(t, slowFallback(srv.URL(), "expiry"))
 		g, err := holder.Acquire(ctx, fencer.AcquireRequest{Name: "expiry", TTL: ttl})
@@ -211,7 +194,7 @@ func TestWaiting(t *testing.T) {
 	})
 
 	t.Run("TriesUseNoTokens", func(t *testing.T) {
-		ctx := ctxT(t, 30*time.Second)
+		ctx := testutil.Context(t, 30*time.Second)
 		b := newBackend(t, pglock.Config{URL: srv.URL()})
 		other := newBackend(t, pglock.Config{URL: srv.URL()})
 		before := time.Now()
@@ -254,7 +237,7 @@ func TestWaiting(t *testing.T) {
 func TestRestart(t *testing.T) {
 	const ttl = 3 * time.Second
 	srv := pgtest.Start(t, nil)
-	ctx := ctxT(t, time.Minute)
+	ctx := testutil.Context(t, time.Minute)
 	b1 := open(t, srv.URL())
 	defer b1.Close()
 	g1, err := b1.Acquire(ctx, fencer.AcquireRequest{Name: "durable", TTL: ttl})
@@ -301,10 +284,10 @@ func TestRestart(t *testing.T) {
 	// woken by a release after it, though its fallback is an hour and the
 	// holder's TTL a minute.
 	got := acquireAsync(ctx, b2, "other", time.Minute)
-	waitFor(t, 10*time.Second, "the waiter marked the lock", func() bool { return markedWaiters(t, admin, "other") == 1 })
+	testutil.WaitFor(t, 10*time.Second, "the waiter to mark the lock", func() bool { return markedWaiters(t, admin, "other") == 1 })
 	srv.Restart()
 	admin = srv.Pool(t)
-	waitFor(t, 10*time.Second, "the listener is back", func() bool { return listening(t, admin, "restart") == 1 })
+	testutil.WaitFor(t, 10*time.Second, "the listener to be back", func() bool { return listening(t, admin, "restart") == 1 })
 	released := time.Now()
 	if err := releaseRetrying(ctx, b2, g2); err != nil {
 		t.Fatal(err)
@@ -349,7 +332,7 @@ func releaseRetrying(ctx context.Context, b fencer.Backend, g fencer.Grant) erro
 func TestSchema(t *testing.T) {
 	srv := pgtest.Start(t, nil)
 	admin := srv.Pool(t)
-	ctx := ctxT(t, time.Minute)
+	ctx := testutil.Context(t, time.Minute)
 	exec := func(sql string) {
 		t.Helper()
 		if _, err := admin.Exec(ctx, sql); err != nil {
@@ -445,8 +428,8 @@ func TestSchema(t *testing.T) {
 			t.Fatal(err)
 		}
 		got := acquireAsync(ctx, waiter, "spelling", time.Minute)
-		waitFor(t, 10*time.Second, "the waiter marked the lock", func() bool { return markedWaiters(t, admin, "spelling") == 1 })
-		waitFor(t, 10*time.Second, "the listener is up", func() bool { return listening(t, admin, "spelling") == 1 })
+		testutil.WaitFor(t, 10*time.Second, "the waiter to mark the lock", func() bool { return markedWaiters(t, admin, "spelling") == 1 })
+		testutil.WaitFor(t, 10*time.Second, "the listener to be up", func() bool { return listening(t, admin, "spelling") == 1 })
 		released := time.Now()
 		if err := holder.Release(ctx, g); err != nil {
 			t.Fatal(err)
@@ -501,7 +484,7 @@ func TestSchema(t *testing.T) {
 func TestTokensNeverGoBackwards(t *testing.T) {
 	srv := pgtest.Start(t, nil)
 	admin := srv.Pool(t)
-	ctx := ctxT(t, time.Minute)
+	ctx := testutil.Context(t, time.Minute)
 	fast := newBackend(t, pglock.Config{URL: srv.URL()})
 	slow := newBackend(t, pglock.Config{URL: srv.URL() + "&application_name=slowpoke", Table: "public.fencer_locks"})
 	// Create the table, then slow down slowpoke's inserts into it.

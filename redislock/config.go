@@ -8,6 +8,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/fencerlock/fencer"
+	"github.com/fencerlock/fencer/internal/backoff"
 )
 
 // Defaults for the zero fields of Config.
@@ -80,27 +81,12 @@ func (cfg Config) withDefaults() (Config, error) {
 		return cfg, &fencer.InvalidError{Field: "redislock key prefix", Value: cfg.KeyPrefix,
 			Reason: "it contains '{' or '}', which would change the keys' Cluster hash tag", Accepted: "any string without '{' and '}', e.g. \"fencer:\""}
 	}
-	if cfg.MinBackoff < 0 {
-		return cfg, &fencer.InvalidError{Field: "redislock MinBackoff", Value: cfg.MinBackoff.String(),
-			Reason: "it is negative", Accepted: "0 (the default, 20ms) or a positive duration"}
+	def := backoff.Bounds{Min: DefaultMinBackoff, Max: DefaultMaxBackoff}
+	bo, err := backoff.Bounds{Min: cfg.MinBackoff, Max: cfg.MaxBackoff}.Fill("redislock", def)
+	if err != nil {
+		return cfg, err
 	}
-	if cfg.MaxBackoff < 0 {
-		return cfg, &fencer.InvalidError{Field: "redislock MaxBackoff", Value: cfg.MaxBackoff.String(),
-			Reason: "it is negative", Accepted: "0 (the default, 1s) or a positive duration"}
-	}
-	if cfg.MinBackoff == 0 {
-		cfg.MinBackoff = DefaultMinBackoff
-		if cfg.MaxBackoff != 0 {
-			cfg.MinBackoff = min(cfg.MinBackoff, cfg.MaxBackoff)
-		}
-	}
-	if cfg.MaxBackoff == 0 {
-		cfg.MaxBackoff = max(DefaultMaxBackoff, cfg.MinBackoff)
-	}
-	if cfg.MinBackoff > cfg.MaxBackoff {
-		return cfg, &fencer.InvalidError{Field: "redislock MinBackoff", Value: cfg.MinBackoff.String(),
-			Reason: "it is above MaxBackoff " + cfg.MaxBackoff.String(), Accepted: "a MinBackoff no larger than MaxBackoff"}
-	}
+	cfg.MinBackoff, cfg.MaxBackoff = bo.Min, bo.Max
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -277,11 +277,7 @@ func (b *Backend) acquireErr(ctx context.Context, a *attempt, err error) error {
 		b.abandon(a.lock, a.value)
 		a.value = newValue()
 	}
-	err = fmt.Errorf("redislock: acquire %q: %w", a.name, err)
-	if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
-		err = errors.Join(err, ctxErr)
-	}
-	return err
+	return opErr(ctx, "acquire", a.name, err)
 }
 
 // abandon releases lock if it holds value, in the background, bounded in

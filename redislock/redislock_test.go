@@ -12,16 +12,10 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/fencerlock/fencer"
+	"github.com/fencerlock/fencer/internal/testutil"
 	"github.com/fencerlock/fencer/internal/testutil/redistest"
 	"github.com/fencerlock/fencer/redislock"
 )
-
-func ctxT(t *testing.T, d time.Duration) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 // newBackend returns a Backend over its own client of srv, closed when the
 // test ends.
@@ -51,7 +45,7 @@ func TestScripts(t *testing.T) {
 	srv := redistest.Start(t, nil)
 	rc := srv.Client()
 	b := newBackend(t, srv, redislock.Config{})
-	ctx := ctxT(t, 30*time.Second)
+	ctx := testutil.Context(t, 30*time.Second)
 
 	t.Run("AcquireSetsKeyAndCounter", func(t *testing.T) {
 		g, err := b.Acquire(ctx, req("a", 10*time.Second, false))
@@ -286,7 +280,7 @@ func TestWakeByRelease(t *testing.T) {
 	slow := redislock.Config{MinBackoff: time.Minute, MaxBackoff: time.Minute}
 	holder := newBackend(t, srv, redislock.Config{})
 	waiter := newBackend(t, srv, slow)
-	ctx := ctxT(t, 2*time.Minute)
+	ctx := testutil.Context(t, 2*time.Minute)
 
 	for i := range 20 {
 		name := fmt.Sprintf("wake-%d", i)
@@ -327,12 +321,12 @@ func TestWakeOnExpiry(t *testing.T) {
 	srv := redistest.Start(t, nil)
 	holder := newBackend(t, srv, redislock.Config{})
 	waiter := newBackend(t, srv, redislock.Config{MinBackoff: time.Minute, MaxBackoff: time.Minute})
-	ctx := ctxT(t, time.Minute)
+	ctx := testutil.Context(t, time.Minute)
 	if _, err := holder.Acquire(ctx, req("expiry", 300*time.Millisecond, false)); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	g, err := waiter.Acquire(ctxT(t, 20*time.Second), req("expiry", time.Second, true))
+	g, err := waiter.Acquire(testutil.Context(t, 20*time.Second), req("expiry", time.Second, true))
 	if err != nil {
 		t.Fatalf("waiter was not granted the lock of an expired holder within 20s (back-off 1 min): %v", err)
 	}
@@ -349,7 +343,7 @@ func TestSharedSubscriber(t *testing.T) {
 	rc := srv.Client()
 	holder := newBackend(t, srv, redislock.Config{})
 	waiter := newBackend(t, srv, redislock.Config{})
-	ctx := ctxT(t, time.Minute)
+	ctx := testutil.Context(t, time.Minute)
 	const locks, perLock = 10, 3
 	var grants []fencer.Grant
 	for i := range locks {
@@ -375,7 +369,7 @@ func TestSharedSubscriber(t *testing.T) {
 		}
 	}
 	// Wait until every channel is subscribed.
-	waitFor(t, 10*time.Second, "all channels subscribed", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "all channels subscribed", func() bool {
 		return len(rc.PubSubChannels(ctx, "fencer:*").Val()) == locks
 	})
 	if n := pubsubClients(t, rc); n != 1 {
@@ -393,7 +387,7 @@ func TestSharedSubscriber(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	waitFor(t, 10*time.Second, "channels unsubscribed", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "channels unsubscribed", func() bool {
 		return len(rc.PubSubChannels(ctx, "fencer:*").Val()) == 0
 	})
 }
@@ -413,17 +407,6 @@ func pubsubClients(t *testing.T, rc *redis.Client) int {
 	return n
 }
 
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // TestSubscriberSurvivesRestart: the shared subscriber reconnects after
 // Redis restarts, and waiters are woken by publications again. The restart
 // loses the lock (no persistence); the waiter, whose back-off is a minute,
@@ -432,7 +415,7 @@ func TestSubscriberSurvivesRestart(t *testing.T) {
 	srv := redistest.Start(t, nil)
 	holder := newBackend(t, srv, redislock.Config{})
 	waiter := newBackend(t, srv, redislock.Config{MinBackoff: time.Minute, MaxBackoff: time.Minute})
-	ctx := ctxT(t, 2*time.Minute)
+	ctx := testutil.Context(t, 2*time.Minute)
 
 	if _, err := holder.Acquire(ctx, req("restart", time.Minute, false)); err != nil {
 		t.Fatal(err)
@@ -446,7 +429,7 @@ func TestSubscriberSurvivesRestart(t *testing.T) {
 		got <- err
 	}()
 	rc := srv.Client()
-	waitFor(t, 10*time.Second, "the waiter's subscription", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the waiter's subscription", func() bool {
 		return len(rc.PubSubChannels(ctx, "fencer:*").Val()) == 1
 	})
 	srv.Restart()
@@ -472,7 +455,7 @@ func TestSubscriberSurvivesRestart(t *testing.T) {
 		got <- err
 	}()
 	rc = srv.Client()
-	waitFor(t, 10*time.Second, "the waiter's subscription after the restart", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the waiter's subscription after the restart", func() bool {
 		return len(rc.PubSubChannels(ctx, "fencer:*").Val()) == 1
 	})
 	if err := holder.Release(ctx, g); err != nil {
@@ -494,7 +477,7 @@ func TestCancelAndClose(t *testing.T) {
 	srv := redistest.Start(t, nil)
 	rc := srv.Client()
 	holder := newBackend(t, srv, redislock.Config{})
-	ctx := ctxT(t, time.Minute)
+	ctx := testutil.Context(t, time.Minute)
 	if _, err := holder.Acquire(ctx, req("cancel", time.Minute, false)); err != nil {
 		t.Fatal(err)
 	}
@@ -505,7 +488,7 @@ func TestCancelAndClose(t *testing.T) {
 	if _, err := waiter.Acquire(short, req("cancel", time.Minute, true)); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("waiting Acquire past its deadline = %v, want DeadlineExceeded", err)
 	}
-	waitFor(t, 10*time.Second, "the abandoned wait's channel unsubscribed", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the abandoned wait's channel unsubscribed", func() bool {
 		return len(rc.PubSubChannels(ctx, "fencer:*").Val()) == 0
 	})
 
@@ -518,7 +501,7 @@ func TestCancelAndClose(t *testing.T) {
 		_, err := b.Acquire(ctx, req("cancel", time.Minute, true))
 		done <- err
 	}()
-	waitFor(t, 10*time.Second, "the waiter's subscription", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the waiter's subscription", func() bool {
 		return len(rc.PubSubChannels(ctx, "fencer:*").Val()) == 1
 	})
 	if err := b.Close(); err != nil {
@@ -578,7 +561,7 @@ func TestConfig(t *testing.T) {
 func TestRestartWithoutPersistence(t *testing.T) {
 	srv := redistest.Start(t, nil)
 	b := newBackend(t, srv, redislock.Config{})
-	ctx := ctxT(t, time.Minute)
+	ctx := testutil.Context(t, time.Minute)
 	var last fencer.Token
 	for range 3 {
 		g, err := b.Acquire(ctx, req("counter", time.Minute, false))

@@ -1,15 +1,14 @@
 package redlock_test
 
 import (
-	"context"
 	"strconv"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/fencerlock/fencer"
+	"github.com/fencerlock/fencer/internal/testutil"
 	"github.com/fencerlock/fencer/internal/testutil/redistest"
 	"github.com/fencerlock/fencer/redlock"
 )
@@ -45,25 +44,10 @@ func BenchmarkAcquireRelease(b *testing.B) {
 	for _, n := range []int{3, 5} {
 		b.Run(strconv.Itoa(n)+"Nodes", func(b *testing.B) {
 			be := benchBackend(b, n)
-			var id atomic.Int64
 			b.ReportAllocs()
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				ctx := context.Background()
-				req := fencer.AcquireRequest{Name: "bench-" + strconv.FormatInt(id.Add(1), 10), TTL: 10 * time.Second}
-				for pb.Next() {
-					g, err := be.Acquire(ctx, req)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					if err := be.Release(ctx, g); err != nil {
-						b.Error(err)
-						return
-					}
-				}
+			testutil.BenchPairs(b, be, func(i int64) fencer.AcquireRequest {
+				return fencer.AcquireRequest{Name: "bench-" + strconv.FormatInt(i, 10), TTL: 10 * time.Second}
 			})
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pairs/s")
 		})
 	}
 }
@@ -75,23 +59,9 @@ func BenchmarkAcquireReleaseContended(b *testing.B) {
 		b.Run(strconv.Itoa(n)+"Nodes", func(b *testing.B) {
 			be := benchBackend(b, n)
 			b.ReportAllocs()
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				ctx := context.Background()
-				req := fencer.AcquireRequest{Name: "contended", TTL: 10 * time.Second, Wait: true}
-				for pb.Next() {
-					g, err := be.Acquire(ctx, req)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					if err := be.Release(ctx, g); err != nil {
-						b.Error(err)
-						return
-					}
-				}
+			testutil.BenchPairs(b, be, func(int64) fencer.AcquireRequest {
+				return fencer.AcquireRequest{Name: "contended", TTL: 10 * time.Second, Wait: true}
 			})
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pairs/s")
 		})
 	}
 }

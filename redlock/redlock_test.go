@@ -13,16 +13,10 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/fencerlock/fencer"
+	"github.com/fencerlock/fencer/internal/testutil"
 	"github.com/fencerlock/fencer/internal/testutil/redistest"
 	"github.com/fencerlock/fencer/redlock"
 )
-
-func ctxT(t *testing.T, d time.Duration) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 func req(name string, ttl time.Duration, wait bool) fencer.AcquireRequest {
 	return fencer.AcquireRequest{Name: name, TTL: ttl, Wait: wait}
@@ -118,11 +112,11 @@ func testFault(t *testing.T, n int, fault string, majority bool) {
 		defer b.Close()
 		// Connect first, as a running client would be when nodes fail: a
 		// first request must also dial.
-		warm, err := b.Acquire(ctxT(t, 10*time.Second), req("warm-up", 5*time.Second, true))
+		warm, err := b.Acquire(testutil.Context(t, 10*time.Second), req("warm-up", 5*time.Second, true))
 		if err != nil {
 			t.Fatal(err)
 		}
-		b.Release(ctxT(t, 10*time.Second), warm)
+		b.Release(testutil.Context(t, 10*time.Second), warm)
 		for _, s := range failed {
 			if fault == "Kill" {
 				s.Kill()
@@ -131,7 +125,7 @@ func testFault(t *testing.T, n int, fault string, majority bool) {
 				t.Cleanup(s.Resume)
 			}
 		}
-		ctx := ctxT(t, time.Minute)
+		ctx := testutil.Context(t, time.Minute)
 		const ttl = 5 * time.Second
 		g, err := b.Acquire(ctx, req("fault", ttl, false))
 		if !majority {
@@ -192,7 +186,7 @@ func testFault(t *testing.T, n int, fault string, majority bool) {
 		// The attempt's key is released on the live nodes (in the
 		// background, so wait for it).
 		for _, s := range live {
-			waitFor(t, 10*time.Second, "the failed attempt's release on "+s.Addr, func() bool {
+			testutil.WaitFor(t, 10*time.Second, "the failed attempt's release on "+s.Addr, func() bool {
 				return s.Client().Exists(ctx, b.Key("fault")).Val() == 0
 			})
 		}
@@ -210,7 +204,7 @@ func testFault(t *testing.T, n int, fault string, majority bool) {
 func TestOwnership(t *testing.T) {
 	srvs := startServers(t, 3)
 	b := newBackend(t, srvs, redlock.Config{})
-	ctx := ctxT(t, time.Minute)
+	ctx := testutil.Context(t, time.Minute)
 	key := b.Key("own")
 
 	g, err := b.Acquire(ctx, req("own", 10*time.Second, false))
@@ -260,7 +254,7 @@ func TestOwnership(t *testing.T) {
 func TestValidity(t *testing.T) {
 	srvs := startServers(t, 3)
 	b := newBackend(t, srvs, redlock.Config{NodeTimeout: 5 * time.Second})
-	ctx := ctxT(t, time.Minute)
+	ctx := testutil.Context(t, time.Minute)
 	if _, err := b.Acquire(ctx, req("warm", 10*time.Second, false)); err != nil {
 		t.Fatal(err) // connections made, so only the pause below is slow
 	}
@@ -282,7 +276,7 @@ func TestValidity(t *testing.T) {
 		t.Errorf("error %q does not say the validity ran out", err)
 	}
 	for _, s := range srvs {
-		waitFor(t, 10*time.Second, "the late grant released on "+s.Addr, func() bool {
+		testutil.WaitFor(t, 10*time.Second, "the late grant released on "+s.Addr, func() bool {
 			return s.Client().Exists(ctx, b.Key("validity")).Val() == 0
 		})
 	}
@@ -296,7 +290,7 @@ func TestWakeByRelease(t *testing.T) {
 			srvs := startServers(t, n)
 			holder := newBackend(t, srvs, redlock.Config{})
 			waiter := newBackend(t, srvs, redlock.Config{MinBackoff: time.Minute, MaxBackoff: time.Minute})
-			ctx := ctxT(t, 2*time.Minute)
+			ctx := testutil.Context(t, 2*time.Minute)
 			for i := range 10 {
 				name := fmt.Sprintf("wake-%d", i)
 				g, err := holder.Acquire(ctx, req(name, time.Minute, false))
@@ -333,7 +327,7 @@ func TestWakeByRelease(t *testing.T) {
 func TestCloseStopsWaiters(t *testing.T) {
 	srvs := startServers(t, 3)
 	holder := newBackend(t, srvs, redlock.Config{})
-	ctx := ctxT(t, time.Minute)
+	ctx := testutil.Context(t, time.Minute)
 	if _, err := holder.Acquire(ctx, req("close", time.Minute, false)); err != nil {
 		t.Fatal(err)
 	}
@@ -346,7 +340,7 @@ func TestCloseStopsWaiters(t *testing.T) {
 		_, err := b.Acquire(ctx, req("close", time.Minute, true))
 		done <- err
 	}()
-	waitFor(t, 10*time.Second, "the waiter's subscriptions", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the waiter's subscriptions", func() bool {
 		for _, s := range srvs {
 			if len(s.Client().PubSubChannels(ctx, "fencer:*").Val()) != 1 {
 				return false
@@ -404,17 +398,6 @@ func TestConfig(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // TestRestartWithoutPersistence demonstrates what the package documentation
 // warns about (scenario 4 of DESIGN.md): a node that restarts without
 // persistence forgets the keys it granted, so a second client can win a
@@ -424,7 +407,7 @@ func TestRestartWithoutPersistence(t *testing.T) {
 	srvs := startServers(t, 3)
 	first := newBackend(t, srvs, redlock.Config{})
 	second := newBackend(t, srvs, redlock.Config{})
-	ctx := ctxT(t, time.Minute)
+	ctx := testutil.Context(t, time.Minute)
 	if _, err := first.Acquire(ctx, req("forgotten", time.Minute, false)); err != nil {
 		t.Fatal(err)
 	}
@@ -447,7 +430,7 @@ func TestReleaseRetriesFailedNodes(t *testing.T) {
 	srvs := startServers(t, 3)
 	const timeout = 300 * time.Millisecond
 	b := newBackend(t, srvs, redlock.Config{NodeTimeout: timeout})
-	ctx := ctxT(t, time.Minute)
+	ctx := testutil.Context(t, time.Minute)
 	g, err := b.Acquire(ctx, req("retry", time.Minute, false))
 	if err != nil {
 		t.Fatal(err)

@@ -1,11 +1,14 @@
 package procs
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
+	"strconv"
 	"time"
 
 	"github.com/fencerlock/fencer/internal/testutil"
@@ -60,4 +63,19 @@ func LookPath(name, debianPackage string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("procs: %s is not installed; apt-get install %s (scripts/test installs it)", name, debianPackage)
+}
+
+// ProcState returns the state letter of process pid from /proc/PID/stat:
+// 'R' running, 'S' sleeping, 'T' stopped, 'Z' zombie..., or 0 if there is
+// no such process.
+func ProcState(pid int) byte {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return 0
+	}
+	return b[i+2]
 }
