@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fencerlock/fencer/internal/backoff"
 	"github.com/fencerlock/fencer/internal/lockstate"
 )
 
@@ -83,9 +84,26 @@ func (s *Server) leaderDuties(stop <-chan struct{}) {
 	// is the barrier: unlike raft.Barrier's entry (and the term's own
 	// no-op), it reaches the state machine, so the applied index that
 	// linearize waits for catches up with the commit index.
-	if _, err := s.apply(lockstate.Nop{}); err != nil {
-		s.log.Warn("leader barrier failed", "err", err)
-		return
+	//
+	// The barrier may fail while Raft keeps this node leader (Raft refuses
+	// entries while a leadership transfer from an earlier term settles):
+	// giving up then would leave a leader that serves and expires nothing
+	// for as long as it leads. So it retries, backing off, until it
+	// applies or the leadership ends.
+	b := backoff.New(5*time.Millisecond, time.Second)
+	for {
+		_, err := s.apply(lockstate.Nop{})
+		if err == nil {
+			break
+		}
+		s.log.Warn("leader barrier failed; retrying while leading", "err", err)
+		t := time.NewTimer(b.Next(-1))
+		select {
+		case <-stop:
+			t.Stop()
+			return
+		case <-t.C:
+		}
 	}
 	now := s.cfg.Clock.Now()
 	l := &s.lead

@@ -74,7 +74,8 @@ func splitBatch(entry []byte) ([][]byte, error) {
 // the entries in flight. A request's commands always go into one entry, in
 // order, so they apply atomically and back to back.
 type proposer struct {
-	r *raft.Raft
+	r    *raft.Raft
+	down <-chan struct{} // closed once Raft has shut down
 
 	mu     sync.Mutex
 	queue  []*proposal
@@ -102,8 +103,8 @@ type batch struct {
 
 var errProposerClosed = errors.New("server shutting down")
 
-func newProposer(r *raft.Raft) *proposer {
-	p := &proposer{r: r, kick: make(chan struct{}, 1), stop: make(chan struct{}), inflight: make(chan batch, 64), done: make(chan struct{})}
+func newProposer(r *raft.Raft, down <-chan struct{}) *proposer {
+	p := &proposer{r: r, down: down, kick: make(chan struct{}, 1), stop: make(chan struct{}), inflight: make(chan batch, 64), done: make(chan struct{})}
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); p.loop() }()
@@ -195,7 +196,7 @@ func (p *proposer) loop() {
 // complete hands each entry's results to its proposals, in log order.
 func (p *proposer) complete() {
 	for b := range p.inflight {
-		err := b.f.Error()
+		err := await(b.f, p.down)
 		var results []lockstate.Result
 		if err == nil {
 			switch r := b.f.Response().(type) {
@@ -227,7 +228,7 @@ func (p *proposer) complete() {
 
 // close stops taking proposals, fails those still queued, and waits until
 // every entry in flight has its outcome. Call it after Raft's shutdown,
-// which settles every future.
+// after which await settles every future.
 func (p *proposer) close() {
 	p.mu.Lock()
 	if !p.closed {
@@ -236,4 +237,27 @@ func (p *proposer) close() {
 	}
 	p.mu.Unlock()
 	<-p.done
+}
+
+// await returns f's error, or raft.ErrRaftShutdown once Raft has shut down
+// with f still unanswered. hashicorp/raft does not answer a future that is
+// still queued in one of its channels when it shuts down (a request its
+// main loop never read, a committed entry its FSM goroutine never applied:
+// hashicorp/raft#498); waiting on f.Error() alone would then wait forever,
+// and Close with it. The goroutine left waiting on such a future is the
+// price; it exists only after shutdown.
+func await(f raft.Future, down <-chan struct{}) error {
+	ch := make(chan error, 1)
+	go func() { ch <- f.Error() }()
+	select {
+	case err := <-ch:
+		return err
+	case <-down:
+		select {
+		case err := <-ch:
+			return err
+		default:
+			return raft.ErrRaftShutdown
+		}
+	}
 }

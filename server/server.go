@@ -32,6 +32,7 @@ type Server struct {
 	log *slog.Logger
 
 	raft     *raft.Raft
+	raftDown chan struct{} // closed once Raft has shut down
 	fsm      *fsm
 	notifyCh chan bool
 	stores   []io.Closer
@@ -63,7 +64,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), waiters: newWaiters(), notifyCh: make(chan bool, 16)}
+	s := &Server{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), waiters: newWaiters(), notifyCh: make(chan bool, 16), raftDown: make(chan struct{})}
 	ok := false
 	defer func() {
 		if !ok {
@@ -88,8 +89,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.verifier.r = s.raft
-	s.prop = newProposer(s.raft)
+	s.verifier.r, s.verifier.down = s.raft, s.raftDown
+	s.prop = newProposer(s.raft, s.raftDown)
 
 	var bg context.Context
 	bg, s.cancel = context.WithCancel(context.Background())
@@ -342,6 +343,7 @@ func (s *Server) Close() error {
 		}
 		if s.raft != nil {
 			errs = append(errs, s.raft.Shutdown().Error())
+			close(s.raftDown)
 		}
 		if s.prop != nil {
 			s.prop.close()

@@ -12,7 +12,8 @@ import (
 // keep-alive or read is covered by a quorum contact that happened after it
 // arrived. Concurrent callers share one round of heartbeats.
 type verifier struct {
-	r *raft.Raft
+	r    *raft.Raft
+	down <-chan struct{} // closed once Raft has shut down
 
 	mu      sync.Mutex
 	waiting []chan error
@@ -49,7 +50,7 @@ func (v *verifier) loop() {
 			return
 		}
 		v.mu.Unlock()
-		err := v.r.VerifyLeader().Error()
+		err := await(v.r.VerifyLeader(), v.down)
 		for _, ch := range batch {
 			ch <- err
 		}
