@@ -13,8 +13,9 @@ import (
 
 // benchAcquireRelease measures uncontended acquire+release pairs: each of
 // 64 goroutines takes its own lock, through its own client backend.
-func benchAcquireRelease(b *testing.B, nodes int) {
-	cluster := startClusterB(b, nodes)
+// logStore is the Raft log store ("" for the default, raft-wal).
+func benchAcquireRelease(b *testing.B, nodes int, logStore string) {
+	cluster := startClusterB(b, nodes, logStore)
 	endpoints := addrs(cluster)
 	const clients = 64
 	cs := make([]*fencer.Client, clients)
@@ -50,11 +51,15 @@ func benchAcquireRelease(b *testing.B, nodes int) {
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "pairs/s")
 }
 
-func BenchmarkAcquireRelease1Node(b *testing.B)  { benchAcquireRelease(b, 1) }
-func BenchmarkAcquireRelease3Nodes(b *testing.B) { benchAcquireRelease(b, 3) }
+func BenchmarkAcquireRelease1Node(b *testing.B)  { benchAcquireRelease(b, 1, "") }
+func BenchmarkAcquireRelease3Nodes(b *testing.B) { benchAcquireRelease(b, 3, "") }
+
+// The same with raft-boltdb, the alternative log store (Config.LogStore).
+func BenchmarkAcquireRelease1NodeBolt(b *testing.B)  { benchAcquireRelease(b, 1, "bolt") }
+func BenchmarkAcquireRelease3NodesBolt(b *testing.B) { benchAcquireRelease(b, 3, "bolt") }
 
 func BenchmarkAcquireReleaseSerial1Node(b *testing.B) {
-	cluster := startClusterB(b, 1)
+	cluster := startClusterB(b, 1, "")
 	be, err := client.New(client.Config{Endpoints: addrs(cluster)})
 	if err != nil {
 		b.Fatal(err)

@@ -45,18 +45,18 @@ func startNode(t testing.TB, cfg server.Config) *server.Server {
 
 // startCluster starts n nodes in-process: the first bootstraps, the others
 // join it. It returns once one node leads and all have joined.
-func startCluster(t *testing.T, n int) []*server.Server { return startClusterB(t, n) }
+func startCluster(t *testing.T, n int) []*server.Server { return startClusterB(t, n, "") }
 
 // startClusterB is startCluster for any testing.TB.
-func startClusterB(t testing.TB, n int) []*server.Server {
+func startClusterB(t testing.TB, n int, logStore string) []*server.Server {
 	t.Helper()
 	first := nodeConfig(t, "n1")
-	first.Bootstrap = true
+	first.Bootstrap, first.LogStore = true, logStore
 	nodes := []*server.Server{startNode(t, first)}
 	waitLeader(t, nodes)
 	for i := 2; i <= n; i++ {
 		cfg := nodeConfig(t, fmt.Sprintf("n%d", i))
-		cfg.Join = nodes[0].Addr()
+		cfg.Join, cfg.LogStore = nodes[0].Addr(), logStore
 		nodes = append(nodes, startNode(t, cfg))
 	}
 	waitLeader(t, nodes)
