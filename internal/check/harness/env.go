@@ -503,53 +503,57 @@ func Sleep(ctx context.Context, d time.Duration) error {
 }
 
 // lockURL returns the backend URL worker name uses, through its own
-// proxies.
-func (e *Env) lockURL(ctx context.Context, name string) (string, error) {
+// proxies, and for a fencer:// URL the worker's routes (traffic.Config.Via).
+func (e *Env) lockURL(ctx context.Context, name string) (string, map[string]string, error) {
 	s := e.cfg.Setup
 	switch s.Kind {
 	case KindFencer:
+		// The URL names the nodes' own client addresses, and the worker
+		// dials each through its proxy of that link: a follower's redirect
+		// names the leader's own address, which the routes send through
+		// the worker's proxy too. The leader first, so that the first
+		// connection goes to it.
 		nodes := e.cluster.Nodes()
-		// The leader first, so that the client talks to it through its
-		// proxy from the start: a follower's redirect names the leader's
-		// own address, which bypasses the worker's proxies.
 		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		leader, _ := e.cluster.Leader(lctx)
 		cancel()
 		sort.SliceStable(nodes, func(i, j int) bool { return nodes[i].ID == leader && nodes[j].ID != leader })
 		var addrs []string
+		via := map[string]string{}
 		for _, n := range nodes {
 			p, err := e.link(name, n.ID)
 			if err != nil {
-				return "", err
+				return "", nil, err
 			}
-			addrs = append(addrs, p.Addr())
+			addrs = append(addrs, n.Addr)
+			via[n.Addr] = p.Addr()
 		}
-		return "fencer://" + strings.Join(addrs, ","), nil
+		return "fencer://" + strings.Join(addrs, ","), via, nil
 	case KindPostgres:
 		p, err := e.link(name, "postgres")
 		if err != nil {
-			return "", err
+			return "", nil, err
 		}
-		return e.pg.URLAt(p.Addr()), nil
+		return e.pg.URLAt(p.Addr()), nil, nil
 	case KindRedlock:
 		var addrs []string
 		for _, n := range e.rnames {
 			p, err := e.link(name, n)
 			if err != nil {
-				return "", err
+				return "", nil, err
 			}
 			addrs = append(addrs, p.Addr())
 		}
-		return "redlock://" + strings.Join(addrs, ","), nil
+		return "redlock://" + strings.Join(addrs, ","), nil, nil
 	}
 	p, err := e.link(name, e.rnames[0])
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if s.Naive != "" {
-		return traffic.NaiveScheme + "://" + p.Addr() + "?value=" + s.Naive, nil
+		return traffic.NaiveScheme + "://" + p.Addr() + "?value=" + s.Naive, nil, nil
 	}
-	return "redis://" + p.Addr(), nil
+	return "redis://" + p.Addr(), nil, nil
 }
 
 // target returns the address a link to the named server forwards to.

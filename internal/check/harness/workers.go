@@ -90,7 +90,7 @@ func (e *Env) StartWorker(ctx context.Context, spec WorkerSpec) error {
 // launch starts w's next incarnation.
 func (e *Env) launch(ctx context.Context, w *worker) error {
 	spec := w.spec
-	backend, err := e.lockURL(ctx, spec.Name)
+	backend, via, err := e.lockURL(ctx, spec.Name)
 	if err != nil {
 		return err
 	}
@@ -122,6 +122,7 @@ func (e *Env) launch(ctx context.Context, w *worker) error {
 		NoLeaseCheck:       spec.NoLeaseCheck,
 		Failpoints:         spec.Failpoints,
 		RedlockNodeTimeout: spec.RedlockNodeTimeout,
+		Via:                via,
 	}
 	cmd := exec.Command(e.cfg.Binary, append([]string{"check-worker"}, cfg.Args()...)...)
 	p, err := testutil.StartProc(filepath.Join(e.cfg.Dir, "logs"), fmt.Sprintf("%s-%d", spec.Name, inc), cmd)

@@ -5,7 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
+	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -96,6 +99,43 @@ type Config struct {
 	// RedlockNodeTimeout is redlock.Config.NodeTimeout for a redlock://
 	// backend. Default 0: the backend's own (TTL/20, 2 to 50 ms).
 	RedlockNodeTimeout time.Duration
+	// Via routes a fencer:// backend's connections: a node's client
+	// address (as in the URL, and as followers name the leader) to the
+	// address the worker dials instead, its own proxy of that link. Then
+	// a redirect to the leader goes through the worker's proxy too.
+	// Default none: dial the addresses as they are.
+	Via map[string]string
+}
+
+// ViaArg formats a Via map as the --via flag takes it: addr=proxy pairs,
+// comma-separated, in address order.
+func ViaArg(via map[string]string) string {
+	pairs := make([]string, 0, len(via))
+	for _, a := range slices.Sorted(maps.Keys(via)) {
+		pairs = append(pairs, a+"="+via[a])
+	}
+	return strings.Join(pairs, ",")
+}
+
+// parseVia parses the --via flag's value.
+func parseVia(v string) (map[string]string, error) {
+	if v == "" {
+		return nil, nil
+	}
+	via := map[string]string{}
+	for _, pair := range strings.Split(v, ",") {
+		from, to, ok := strings.Cut(pair, "=")
+		if !ok {
+			return nil, fmt.Errorf("via %q: %q has no '='; accepted: host:port=host:port pairs, comma-separated", v, pair)
+		}
+		for _, a := range []string{from, to} {
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				return nil, fmt.Errorf("via %q: %q is not host:port; accepted: host:port=host:port pairs, comma-separated", v, a)
+			}
+		}
+		via[from] = to
+	}
+	return via, nil
 }
 
 // withDefaults fills the zero fields and validates c.
@@ -161,6 +201,9 @@ func (c Config) withDefaults() (Config, error) {
 	if _, err := failpoint.Parse(c.Failpoints, &failpoint.Options{Names: Points()}); err != nil {
 		bad("%v", err)
 	}
+	if len(c.Via) > 0 && !strings.HasPrefix(c.Backend, "fencer://") {
+		bad("via: only a fencer:// backend is routed through proxies; this backend is %q", c.Backend)
+	}
 	return c, errors.Join(errs...)
 }
 
@@ -208,6 +251,9 @@ func (c Config) Args() []string {
 		add("failpoints", c.Failpoints)
 	}
 	dur("redlock-node-timeout", c.RedlockNodeTimeout)
+	if len(c.Via) > 0 {
+		add("via", ViaArg(c.Via))
+	}
 	return a
 }
 
@@ -242,8 +288,13 @@ func ParseArgs(args []string, output io.Writer) (Config, error) {
 	fs.BoolVar(&c.NoLeaseCheck, "no-lease-check", false, "do not look at the lease before the write")
 	fs.StringVar(&c.Failpoints, "failpoints", "", "failpoint spec, e.g. before-write=1*stop (points: "+strings.Join(Points(), ", ")+")")
 	fs.DurationVar(&c.RedlockNodeTimeout, "redlock-node-timeout", 0, "Redlock per-node timeout (0: the backend's default)")
+	via := fs.String("via", "", "fencer:// only: dial these node addresses through these proxies, addr=proxy,... (default none)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
+	}
+	var err error
+	if c.Via, err = parseVia(*via); err != nil {
+		return Config{}, fmt.Errorf("check-worker: %w", err)
 	}
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("check-worker: unexpected argument %q; it takes flags only", fs.Arg(0))

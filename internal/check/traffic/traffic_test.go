@@ -21,12 +21,17 @@ func TestArgsRoundTrip(t *testing.T) {
 		Store: "http://127.0.0.1:2", Workload: analyze.WorkloadSet, Iterations: 3, TTL: 2 * time.Second,
 		AcquireTimeout: time.Second, StoreTimeout: 500 * time.Millisecond, Hold: time.Millisecond, Think: 2 * time.Millisecond,
 		Unfenced: true, NoLeaseCheck: true, Failpoints: "before-write=1*stop", RedlockNodeTimeout: time.Second}
-	got, err := ParseArgs(c.Args(), &strings.Builder{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(got, c) {
-		t.Fatalf("ParseArgs(Args()) =\n%+v\nwant\n%+v", got, c)
+	routed := c
+	routed.Backend, routed.RedlockNodeTimeout = "fencer://127.0.0.1:3,127.0.0.1:4", 0
+	routed.Via = map[string]string{"127.0.0.1:3": "127.0.0.1:13", "127.0.0.1:4": "[::1]:14"}
+	for _, c := range []Config{c, routed} {
+		got, err := ParseArgs(c.Args(), &strings.Builder{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, c) {
+			t.Fatalf("ParseArgs(Args()) =\n%+v\nwant\n%+v", got, c)
+		}
 	}
 }
 
@@ -42,6 +47,9 @@ func TestParseArgsErrors(t *testing.T) {
 		{[]string{"--store", "ftp://x"}, "store"},
 		{[]string{"--iterations", "-1"}, "iterations"},
 		{[]string{"extra"}, "unexpected argument"},
+		{[]string{"--via", "127.0.0.1:1=127.0.0.1:2"}, "only a fencer:// backend"},
+		{[]string{"--via", "127.0.0.1:1"}, "has no '='"},
+		{[]string{"--via", "127.0.0.1:1=nowhere"}, `"nowhere" is not host:port`},
 	} {
 		_, err := ParseArgs(append(slices.Clone(base), tc.extra...), &strings.Builder{})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"sort"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/fencerlock/fencer"
 	"github.com/fencerlock/fencer/backends"
+	"github.com/fencerlock/fencer/client"
 	"github.com/fencerlock/fencer/fence"
 	"github.com/fencerlock/fencer/internal/check/analyze"
 	"github.com/fencerlock/fencer/internal/failpoint"
@@ -144,6 +146,21 @@ func (w *worker) openBackend(ctx context.Context) (fencer.Backend, []func() erro
 			return nil, nil, err
 		}
 		return b, closers, nil
+	}
+	if len(w.cfg.Via) > 0 {
+		cfg, err := client.ParseURL(w.cfg.Backend)
+		if err != nil {
+			return nil, nil, err
+		}
+		var d net.Dialer
+		cfg.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if p, ok := w.cfg.Via[addr]; ok {
+				addr = p
+			}
+			return d.DialContext(ctx, network, addr)
+		}
+		b, err := client.New(cfg)
+		return b, nil, err
 	}
 	b, err := backends.Open(ctx, w.cfg.Backend)
 	return b, nil, err
