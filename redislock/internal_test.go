@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fencerlock/fencer/internal/rediskey"
 	"github.com/fencerlock/fencer/internal/testutil/redistest"
 )
 
@@ -20,7 +21,7 @@ func TestAcquireScriptIdempotent(t *testing.T) {
 	defer b.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	a := attempt{name: "idem", value: newValue(), ttl: 10000}
+	a := attempt{name: "idem", value: rediskey.NewValue(), ttl: 10000}
 	a.lock, a.counter = b.keys(a.name)
 	first, _, err := b.try(ctx, &a)
 	if err != nil || first <= 0 {
@@ -30,7 +31,7 @@ func TestAcquireScriptIdempotent(t *testing.T) {
 	if err != nil || again != first {
 		t.Fatalf("the same run again: token %d, %v; want %d", again, err, first)
 	}
-	other := attempt{name: "idem", value: newValue(), ttl: 10000, lock: a.lock, counter: a.counter}
+	other := attempt{name: "idem", value: rediskey.NewValue(), ttl: 10000, lock: a.lock, counter: a.counter}
 	tok, pttl, err := b.try(ctx, &other)
 	if err != nil || tok != 0 || pttl <= 0 || pttl > 10*time.Second {
 		t.Fatalf("another owner's run: token %d, pttl %v, %v; want held, expiring within 10s", tok, pttl, err)

@@ -2,9 +2,7 @@ package redislock
 
 import (
 	"context"
-	"crypto/rand"
 	_ "embed"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/fencerlock/fencer"
 	"github.com/fencerlock/fencer/internal/backoff"
+	"github.com/fencerlock/fencer/internal/rediskey"
 	"github.com/fencerlock/fencer/internal/redissub"
 )
 
@@ -112,51 +111,16 @@ func (b *Backend) Info() fencer.BackendInfo {
 // Key(name)+":token" and its release channel Key(name)+":released". Tests
 // and operators use it to inspect or delete a lock; deleting the key frees
 // the lock, and its holder learns so at its next renewal.
-func (b *Backend) Key(name string) string {
-	var k strings.Builder
-	b.writeKey(&k, name, 0)
-	return k.String()
-}
-
-// writeKey writes prefix + "{" + name + "}", with room for extra more
-// bytes. A name that starts with '}' would make the hash tag empty (Redis
-// then hashes the whole key, and the lock and its counter could land in
-// different Cluster slots), so such a name, and to keep the mapping
-// one-to-one every name that starts with '%', gets a '%' in front.
-func (b *Backend) writeKey(k *strings.Builder, name string, extra int) {
-	k.Grow(len(b.prefix) + len(name) + 3 + extra)
-	k.WriteString(b.prefix)
-	k.WriteByte('{')
-	if name != "" && (name[0] == '}' || name[0] == '%') {
-		k.WriteByte('%')
-	}
-	k.WriteString(name)
-	k.WriteByte('}')
-}
+func (b *Backend) Key(name string) string { return rediskey.Key(b.prefix, name) }
 
 // keys returns the lock key and the token counter key, built as one string.
 func (b *Backend) keys(name string) (lock, counter string) {
 	var k strings.Builder
-	b.writeKey(&k, name, len(":token"))
+	rediskey.Write(&k, b.prefix, name, len(":token"))
 	n := k.Len()
 	k.WriteString(":token")
 	s := k.String()
 	return s[:n], s
-}
-
-// newValue returns a fresh owner value: 128 bits from crypto/rand in hex.
-func newValue() string {
-	var raw [16]byte
-	_, _ = rand.Read(raw[:]) // never fails (crypto/rand, Go 1.24+)
-	var h [32]byte
-	hex.Encode(h[:], raw[:])
-	return string(h[:])
-}
-
-// ttlMillis rounds ttl up to whole milliseconds, so that the store never
-// keeps a lease for less than the TTL the Client measures validity from.
-func ttlMillis(ttl time.Duration) int64 {
-	return int64((ttl + time.Millisecond - 1) / time.Millisecond)
 }
 
 // Acquire takes the lock req.Name with one script run (SET NX PX, then
@@ -177,7 +141,7 @@ func (b *Backend) Acquire(ctx context.Context, req fencer.AcquireRequest) (fence
 		return fencer.Grant{}, &fencer.InvalidError{Field: "lock delay", Value: req.LockDelay.String(),
 			Reason: "the redis backend has no lock-delay", Accepted: "0"}
 	}
-	a := attempt{name: req.Name, value: newValue(), ttl: ttlMillis(req.TTL)}
+	a := attempt{name: req.Name, value: rediskey.NewValue(), ttl: rediskey.Millis(req.TTL)}
 	a.lock, a.counter = b.keys(req.Name)
 	sent := time.Now()
 	token, pttl, err := b.try(ctx, &a)
@@ -275,7 +239,7 @@ func (b *Backend) acquireErr(ctx context.Context, a *attempt, err error) error {
 	var reply redis.Error
 	if !errors.As(err, &reply) {
 		b.abandon(a.lock, a.value)
-		a.value = newValue()
+		a.value = rediskey.NewValue()
 	}
 	return opErr(ctx, "acquire", a.name, err)
 }
@@ -320,7 +284,7 @@ func (b *Backend) Renew(ctx context.Context, g fencer.Grant) (fencer.Grant, erro
 	}
 	lock := b.Key(g.Name)
 	sent := time.Now()
-	r, err := b.renew.Run(ctx, b.client, []string{lock}, value, ttlMillis(g.TTL)).Int64()
+	r, err := b.renew.Run(ctx, b.client, []string{lock}, value, rediskey.Millis(g.TTL)).Int64()
 	if err != nil {
 		return fencer.Grant{}, opErr(ctx, "renew", g.Name, err)
 	}

@@ -2,14 +2,11 @@ package redlock
 
 import (
 	"context"
-	"crypto/rand"
 	_ "embed"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +15,7 @@ import (
 
 	"github.com/fencerlock/fencer"
 	"github.com/fencerlock/fencer/internal/backoff"
+	"github.com/fencerlock/fencer/internal/rediskey"
 	"github.com/fencerlock/fencer/internal/redissub"
 )
 
@@ -144,20 +142,7 @@ func (b *Backend) Info() fencer.BackendInfo {
 // Key returns the Redis key of the lock name on every node; its release
 // channel is Key(name)+":released". Tests and operators use it to inspect
 // or delete a lock.
-func (b *Backend) Key(name string) string {
-	var k strings.Builder
-	k.Grow(len(b.prefix) + len(name) + 3)
-	k.WriteString(b.prefix)
-	k.WriteByte('{')
-	// A leading '}' would make the hash tag empty; '%' is escaped too so
-	// that the mapping stays one-to-one (the same rule as redislock).
-	if name != "" && (name[0] == '}' || name[0] == '%') {
-		k.WriteByte('%')
-	}
-	k.WriteString(name)
-	k.WriteByte('}')
-	return k.String()
-}
+func (b *Backend) Key(name string) string { return rediskey.Key(b.prefix, name) }
 
 // Acquire runs Redlock: it sends SET key value NX PX ttl to every node at
 // once (a waiter's later attempts run acquire.lua instead, which also
@@ -202,7 +187,7 @@ func (b *Backend) Acquire(ctx context.Context, req fencer.AcquireRequest) (fence
 	}()
 	var failingSince time.Time // when a majority of nodes started failing every attempt
 	for {
-		value := newValue()
+		value := rediskey.NewValue()
 		start := time.Now()
 		// The first attempt is a plain SET NX; a waiter's later ones run
 		// acquire.lua, which also reports how long the holder has left.
@@ -262,7 +247,7 @@ func (b *Backend) Acquire(ctx context.Context, req fencer.AcquireRequest) (fence
 func (b *Backend) attempt(ctx context.Context, rq request, name, key, value string, ttl time.Duration) (*round, error) {
 	timeout := b.nodeTimeout(ttl)
 	start := time.Now()
-	f := b.fanOut(ctx, nil, timeout, rq, key, value, ttlMillis(ttl))
+	f := b.fanOut(ctx, nil, timeout, rq, key, value, rediskey.Millis(ttl))
 	if f == nil {
 		return nil, fencer.ErrClosed
 	}
@@ -352,7 +337,7 @@ func (b *Backend) Renew(ctx context.Context, g fencer.Grant) (fencer.Grant, erro
 	key := b.Key(g.Name)
 	timeout := b.nodeTimeout(g.TTL)
 	start := time.Now()
-	f := b.fanOut(ctx, nil, timeout, reqRenew, key, h.value, ttlMillis(g.TTL))
+	f := b.fanOut(ctx, nil, timeout, reqRenew, key, h.value, rediskey.Millis(g.TTL))
 	if f == nil {
 		return fencer.Grant{}, fencer.ErrClosed
 	}
@@ -815,21 +800,6 @@ func withCtx(ctx context.Context, err error) error {
 		return errors.Join(err, ctxErr)
 	}
 	return err
-}
-
-// newValue returns a fresh owner value: 128 bits from crypto/rand in hex.
-func newValue() string {
-	var raw [16]byte
-	_, _ = rand.Read(raw[:]) // never fails (crypto/rand, Go 1.24+)
-	var h [32]byte
-	hex.Encode(h[:], raw[:])
-	return string(h[:])
-}
-
-// ttlMillis rounds ttl up to whole milliseconds, so that no node keeps a
-// lease for less than the TTL validity is measured from.
-func ttlMillis(ttl time.Duration) int64 {
-	return int64((ttl + time.Millisecond - 1) / time.Millisecond)
 }
 
 func handle(g fencer.Grant) (*owner, error) {
