@@ -34,6 +34,45 @@ func serverConn(env *environment, cmd, url string) (*rpcclient.Conn, int) {
 	return rpcclient.New(rpcclient.Config{Endpoints: cfg.Endpoints}), exitOK
 }
 
+// serverQuery is a read-only command against a fencer cluster (status,
+// members): the flags they share, their positional arguments, the
+// connection, and one query bounded by --timeout.
+type serverQuery struct {
+	cmd, usage string
+	args       func(fs *flag.FlagSet) error // checks the positional arguments
+	run        func(ctx context.Context, conn *rpcclient.Conn, asJSON bool) int
+}
+
+func (q serverQuery) main(ctx context.Context, env *environment, args []string) int {
+	fs := flag.NewFlagSet("fencer "+q.cmd, flag.ContinueOnError)
+	fs.SetOutput(env.stderr)
+	fs.Usage = func() {
+		fmt.Fprint(env.stderr, q.usage+"\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	url := fs.String("backend", "", "fencer:// URL of the cluster; default $FENCER_BACKEND, else "+backends.DefaultURL)
+	asJSON := fs.Bool("json", false, "print JSON")
+	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if err := q.args(fs); err != nil {
+		fmt.Fprintf(env.stderr, "fencer %s: %v\n", q.cmd, err)
+		return exitUsage
+	}
+	conn, code := serverConn(env, q.cmd, *url)
+	if conn == nil {
+		return code
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	return q.run(ctx, conn, *asJSON)
+}
+
 func printJSON(env *environment, v any) {
 	enc := json.NewEncoder(env.stdout)
 	enc.SetIndent("", "  ")
@@ -53,39 +92,27 @@ type lockStatus struct {
 func sessionID(id uint64) string { return fmt.Sprintf("%016x", id) }
 
 func statusCommand(ctx context.Context, env *environment, args []string) int {
-	fs := flag.NewFlagSet("fencer status", flag.ContinueOnError)
-	fs.SetOutput(env.stderr)
-	fs.Usage = func() {
-		fmt.Fprint(env.stderr, "Usage: fencer status [--backend URL] [--json] [NAME]\n\nShows who holds each lock, with its token and waiters (every lock when NAME is absent),\nas a linearizable read through the leader.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
-	url := fs.String("backend", "", "fencer:// URL of the cluster; default $FENCER_BACKEND, else "+backends.DefaultURL)
-	asJSON := fs.Bool("json", false, "print JSON")
-	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
-	}
-	if fs.NArg() > 1 {
-		fmt.Fprintf(env.stderr, "fencer status: at most one lock name; got %d arguments\n", fs.NArg())
-		return exitUsage
-	}
-	name := fs.Arg(0)
-	if name != "" {
-		if err := fencer.ValidateName(name); err != nil {
-			fmt.Fprintf(env.stderr, "fencer status: %v\n", err)
-			return exitUsage
-		}
-	}
-	conn, code := serverConn(env, "status", *url)
-	if conn == nil {
-		return code
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
+	var name string
+	return serverQuery{
+		cmd:   "status",
+		usage: "Usage: fencer status [--backend URL] [--json] [NAME]\n\nShows who holds each lock, with its token and waiters (every lock when NAME is absent),\nas a linearizable read through the leader.",
+		args: func(fs *flag.FlagSet) error {
+			if fs.NArg() > 1 {
+				return fmt.Errorf("at most one lock name; got %d arguments", fs.NArg())
+			}
+			name = fs.Arg(0)
+			if name != "" {
+				return fencer.ValidateName(name)
+			}
+			return nil
+		},
+		run: func(ctx context.Context, conn *rpcclient.Conn, asJSON bool) int {
+			return status(ctx, env, conn, name, asJSON)
+		},
+	}.main(ctx, env, args)
+}
+
+func status(ctx context.Context, env *environment, conn *rpcclient.Conn, name string, asJSON bool) int {
 	st, err := conn.Status(ctx, &fencerv1.StatusRequest{Name: name})
 	if err != nil {
 		fmt.Fprintf(env.stderr, "fencer status: %v\n", err)
@@ -105,7 +132,7 @@ func statusCommand(ctx context.Context, env *environment, args []string) int {
 		}
 		locks = append(locks, ls)
 	}
-	if *asJSON {
+	if asJSON {
 		printJSON(env, map[string]any{"locks": locks, "last_token": st.LastToken, "sessions": st.Sessions, "raft_index": st.RaftIndex})
 		return exitOK
 	}
@@ -128,32 +155,22 @@ func statusCommand(ctx context.Context, env *environment, args []string) int {
 }
 
 func membersCommand(ctx context.Context, env *environment, args []string) int {
-	fs := flag.NewFlagSet("fencer members", flag.ContinueOnError)
-	fs.SetOutput(env.stderr)
-	fs.Usage = func() {
-		fmt.Fprint(env.stderr, "Usage: fencer members [--backend URL] [--json]\n\nLists the cluster's nodes with their roles, as the leader sees them.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
-	url := fs.String("backend", "", "fencer:// URL of the cluster; default $FENCER_BACKEND, else "+backends.DefaultURL)
-	asJSON := fs.Bool("json", false, "print JSON")
-	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(env.stderr, "fencer members: unexpected argument %q\n", fs.Arg(0))
-		return exitUsage
-	}
-	conn, code := serverConn(env, "members", *url)
-	if conn == nil {
-		return code
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
+	return serverQuery{
+		cmd:   "members",
+		usage: "Usage: fencer members [--backend URL] [--json]\n\nLists the cluster's nodes with their roles, as the leader sees them.",
+		args: func(fs *flag.FlagSet) error {
+			if fs.NArg() > 0 {
+				return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+			}
+			return nil
+		},
+		run: func(ctx context.Context, conn *rpcclient.Conn, asJSON bool) int {
+			return members(ctx, env, conn, asJSON)
+		},
+	}.main(ctx, env, args)
+}
+
+func members(ctx context.Context, env *environment, conn *rpcclient.Conn, asJSON bool) int {
 	ms, err := conn.Members(ctx, &fencerv1.MembersRequest{})
 	if err != nil {
 		fmt.Fprintf(env.stderr, "fencer members: %v\n", err)
@@ -169,7 +186,7 @@ func membersCommand(ctx context.Context, env *environment, args []string) int {
 	for _, m := range ms.Members {
 		out = append(out, member{m.Id, m.Role, m.ClientAddress, m.RaftAddress})
 	}
-	if *asJSON {
+	if asJSON {
 		printJSON(env, map[string]any{"members": out, "leader": ms.LeaderId})
 		return exitOK
 	}
