@@ -1,117 +1,23 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
-	"sync"
-	"syscall"
 	"time"
+
+	"github.com/fencerlock/fencer/internal/testutil"
 )
 
-// proc is a server process started for the comparison. Its output goes to
-// a log file. It runs in a process group of its own, and dies with this
-// program through the parent-death signal even if this program is killed.
-type proc struct {
-	name    string
-	cmd     *exec.Cmd
-	log     string
-	stopSig syscall.Signal // asks it to exit cleanly: SIGTERM, or SIGINT for PostgreSQL's fast shutdown
-
-	done    chan struct{}
-	mu      sync.Mutex
-	waitErr error
-}
-
-// startProc starts cmd with its output in dir/name.log.
-func startProc(dir, name string, cmd *exec.Cmd) (*proc, error) {
-	logPath := filepath.Join(dir, name+".log")
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	cmd.Stdout, cmd.Stderr = f, f
-	if cmd.SysProcAttr == nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{}
-	}
-	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
-	cmd.SysProcAttr.Setpgid = true
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("start %s (%s): %w", name, cmd.Path, err)
-	}
-	p := &proc{name: name, cmd: cmd, log: logPath, stopSig: syscall.SIGTERM, done: make(chan struct{})}
-	go func() {
-		err := cmd.Wait()
-		f.Close()
-		p.mu.Lock()
-		p.waitErr = err
-		p.mu.Unlock()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-func (p *proc) exitErr() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.waitErr
-}
-
-// stop asks the process to exit, waits up to grace, then kills its whole
-// process group. It returns once the process is gone.
-func (p *proc) stop(grace time.Duration) {
-	if p.exited() {
-		return
-	}
-	pid := p.cmd.Process.Pid
-	_ = syscall.Kill(pid, p.stopSig)
-	select {
-	case <-p.done:
-	case <-time.After(grace):
-	}
-	_ = syscall.Kill(-pid, syscall.SIGKILL)
-	_ = syscall.Kill(pid, syscall.SIGKILL)
-	<-p.done
-}
-
-// logTail returns the last n bytes of the process's log.
-func (p *proc) logTail(n int) string {
-	b, err := os.ReadFile(p.log)
-	if err != nil {
-		return ""
-	}
-	if len(b) > n {
-		b = b[len(b)-n:]
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			b = b[i+1:]
-		}
-	}
-	return string(b)
-}
-
-// failed wraps err with the tail of the process's log.
-func (p *proc) failed(err error) error {
+// failed wraps err with the state of p and the tail of its log.
+func failed(p *testutil.Proc, err error) error {
 	state := "running"
-	if p.exited() {
-		state = fmt.Sprintf("exited: %v", p.exitErr())
+	if p.Exited() {
+		state = fmt.Sprintf("exited: %v", p.ExitErr())
 	}
-	return fmt.Errorf("%s (%s): %w; its log %s ends:\n%s", p.name, state, err, p.log, p.logTail(1500))
+	return fmt.Errorf("%s (%s): %w; its log %s ends:\n%s", p.Name, state, err, p.Log, p.LogTail(1500))
 }
 
 // freePort returns a loopback TCP port that was free a moment ago. It is
@@ -138,7 +44,7 @@ func loopback(port int) string { return net.JoinHostPort("127.0.0.1", strconv.It
 
 // waitFor calls check every 20ms until it returns nil, ctx ends, timeout
 // passes or p exits, and returns the last error with p's log.
-func waitFor(ctx context.Context, p *proc, timeout time.Duration, what string, check func(ctx context.Context) error) error {
+func waitFor(ctx context.Context, p *testutil.Proc, timeout time.Duration, what string, check func(ctx context.Context) error) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		cctx, cancel := context.WithTimeout(ctx, time.Second)
@@ -150,11 +56,11 @@ func waitFor(ctx context.Context, p *proc, timeout time.Duration, what string, c
 		switch {
 		case ctx.Err() != nil:
 			return errors.Join(err, ctx.Err())
-		case p != nil && p.exited():
-			return p.failed(fmt.Errorf("exited before %s: %w", what, err))
+		case p != nil && p.Exited():
+			return failed(p, fmt.Errorf("exited before %s: %w", what, err))
 		case time.Now().After(deadline):
 			if p != nil {
-				return p.failed(fmt.Errorf("not %s within %v: %w", what, timeout, err))
+				return failed(p, fmt.Errorf("not %s within %v: %w", what, timeout, err))
 			}
 			return fmt.Errorf("not %s within %v: %w", what, timeout, err)
 		}

@@ -8,21 +8,19 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
 	"github.com/fencerlock/fencer"
 	"github.com/fencerlock/fencer/backends"
+	"github.com/fencerlock/fencer/internal/pgproc"
+	"github.com/fencerlock/fencer/internal/testutil"
 )
 
 // The services the systems under test need; env.start starts each once.
@@ -45,7 +43,7 @@ type env struct {
 	fencerBin string
 	logf      func(format string, a ...any)
 
-	procs   []*proc
+	stops   []func() // in start order
 	started map[string]bool
 
 	redis, redisAOF string   // host:port
@@ -72,21 +70,21 @@ func newEnv(baseDir, fencerBin string, logf func(string, ...any)) (*env, error) 
 	return &env{dir: dir, fencerBin: fencerBin, logf: logf, started: map[string]bool{}, versions: map[string]string{}}, nil
 }
 
-// close stops every process, the last started first, and removes the
+// close stops every server, the last started first, and removes the
 // directory.
 func (e *env) close() {
-	for i := len(e.procs) - 1; i >= 0; i-- {
-		e.procs[i].stop(10 * time.Second)
+	for i := len(e.stops) - 1; i >= 0; i-- {
+		e.stops[i]()
 	}
-	e.procs = nil
+	e.stops = nil
 	if err := os.RemoveAll(e.dir); err != nil {
 		e.logf("benchcompare: remove %s: %v", e.dir, err)
 	}
 }
 
-func (e *env) add(p *proc) *proc {
-	e.procs = append(e.procs, p)
-	return p
+// add has close stop p: SIGTERM, and SIGKILL after 10s.
+func (e *env) add(p *testutil.Proc) {
+	e.stops = append(e.stops, func() { _ = p.Stop(10 * time.Second) })
 }
 
 func (e *env) subdir(name string) (string, error) {
@@ -172,7 +170,7 @@ func (e *env) startRedis(ctx context.Context, name string, aof bool) (string, er
 	} else {
 		args = append(args, "--appendonly", "no")
 	}
-	p, err := startProc(e.dir, name, exec.Command(bin, args...))
+	p, err := testutil.StartProc(e.dir, name, exec.Command(bin, args...))
 	if err != nil {
 		return "", err
 	}
@@ -208,7 +206,7 @@ func (e *env) startFencer(ctx context.Context, name string, n int) ([]string, er
 		} else {
 			args = append(args, "--join", addrs[0])
 		}
-		p, err := startProc(e.dir, fmt.Sprintf("%s-n%d", name, i+1), exec.Command(e.fencerBin, args...))
+		p, err := testutil.StartProc(e.dir, fmt.Sprintf("%s-n%d", name, i+1), exec.Command(e.fencerBin, args...))
 		if err != nil {
 			return nil, err
 		}
@@ -245,96 +243,26 @@ func grantCheck(url string) func(context.Context) error {
 	}
 }
 
-// startPostgres initializes a database cluster and starts PostgreSQL with
-// fsync and synchronous commit on. PostgreSQL refuses to run as root, so
-// as root it runs as the postgres user Debian's package creates.
+// startPostgres starts PostgreSQL (pgproc: as the postgres user when run
+// as root) with fsync and synchronous commit on.
 func (e *env) startPostgres(ctx context.Context) (string, error) {
-	binDir, err := postgresBinDir()
-	if err != nil {
-		return "", err
-	}
-	out, _ := exec.Command(filepath.Join(binDir, "postgres"), "--version").Output()
-	e.versions["postgres"] = strings.TrimSpace(string(out))
-	var cred *syscall.Credential
-	if os.Geteuid() == 0 {
-		u, err := user.Lookup("postgres")
-		if err != nil {
-			return "", fmt.Errorf("running as root, which PostgreSQL refuses, and there is no postgres user to run it as (%v); apt-get install postgresql creates one", err)
-		}
-		uid, _ := strconv.ParseUint(u.Uid, 10, 32)
-		gid, _ := strconv.ParseUint(u.Gid, 10, 32)
-		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}
-	}
-	dir, err := e.subdir("postgres")
-	if err != nil {
-		return "", err
-	}
-	if cred != nil {
-		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
-			return "", err
-		}
-	}
-	command := func(name string, args ...string) *exec.Cmd {
-		cmd := exec.Command(filepath.Join(binDir, name), args...)
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "LC_ALL=C", "TZ=UTC")
-		if cred != nil {
-			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-		}
-		return cmd
-	}
-	data := filepath.Join(dir, "data")
-	if out, err := command("initdb", "-D", data, "-U", "postgres", "--auth=trust", "--encoding=UTF8",
-		"--locale=C", "--no-sync", "--no-instructions").CombinedOutput(); err != nil {
-		return "", fmt.Errorf("initdb: %v\n%s", err, out)
-	}
 	port, err := freePort()
 	if err != nil {
 		return "", err
 	}
-	args := []string{"-D", data, "-p", strconv.Itoa(port)}
-	for _, set := range []string{
-		"listen_addresses=127.0.0.1",
-		"unix_socket_directories=" + dir,
-		"fsync=on",
-		"synchronous_commit=on",
-		"max_connections=600",
-		"shared_buffers=128MB",
-		"dynamic_shared_memory_type=mmap",
-		"logging_collector=off",
-		"log_min_messages=warning",
-	} {
-		args = append(args, "-c", set)
-	}
-	p, err := startProc(e.dir, "postgres", command("postgres", args...))
+	srv, err := pgproc.Start(ctx, pgproc.Options{
+		Port:         port,
+		LogDir:       filepath.Join(e.dir, "postgres"),
+		Settings:     []string{"synchronous_commit=on", "max_connections=600", "shared_buffers=128MB"},
+		ReadyTimeout: 30 * time.Second,
+	})
 	if err != nil {
 		return "", err
 	}
-	p.stopSig = syscall.SIGINT // fast shutdown: disconnect clients, exit
-	e.add(p)
-	url := "postgres://postgres@" + loopback(port) + "/postgres?sslmode=disable"
-	return url, waitFor(ctx, p, 30*time.Second, "accepting connections", func(ctx context.Context) error {
-		c, err := pgx.Connect(ctx, url)
-		if err != nil {
-			return err
-		}
-		defer c.Close(context.WithoutCancel(ctx))
-		return c.Ping(ctx)
-	})
-}
-
-// postgresBinDir finds the newest /usr/lib/postgresql/*/bin (Debian's
-// layout).
-func postgresBinDir() (string, error) {
-	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
-	version := func(d string) int { v, _ := strconv.Atoi(filepath.Base(filepath.Dir(d))); return v }
-	slices.SortFunc(dirs, func(a, b string) int { return version(b) - version(a) })
-	for _, d := range dirs {
-		if _, err := os.Stat(filepath.Join(d, "initdb")); err == nil {
-			return d, nil
-		}
-	}
-	return "", errors.New("no PostgreSQL in /usr/lib/postgresql/*/bin: run scripts/bench-compare, which installs Debian's postgresql")
+	e.stops = append(e.stops, func() { _ = srv.Close() })
+	out, _ := exec.Command(srv.Proc().Cmd.Path, "--version").Output()
+	e.versions["postgres"] = strings.TrimSpace(string(out))
+	return srv.URL(), nil
 }
 
 // startEtcd starts an n-member etcd cluster (Debian's etcd-server; fsync
@@ -365,14 +293,14 @@ func (e *env) startEtcd(ctx context.Context, name string, n int) ([]string, erro
 		ms = append(ms, m)
 		initial = append(initial, m.name+"="+m.peer)
 	}
-	var procs []*proc
+	var procs []*testutil.Proc
 	var urls []string
 	for _, m := range ms {
 		dir, err := e.subdir(m.name)
 		if err != nil {
 			return nil, err
 		}
-		p, err := startProc(e.dir, m.name, exec.Command(bin,
+		p, err := testutil.StartProc(e.dir, m.name, exec.Command(bin,
 			"--name", m.name, "--data-dir", filepath.Join(dir, "data"),
 			"--listen-client-urls", m.client, "--advertise-client-urls", m.client,
 			"--listen-peer-urls", m.peer, "--initial-advertise-peer-urls", m.peer,
@@ -392,8 +320,8 @@ func (e *env) startEtcd(ctx context.Context, name string, n int) ([]string, erro
 	defer c.Close()
 	return urls, waitFor(ctx, procs[0], 30*time.Second, "serving a linearizable read", func(ctx context.Context) error {
 		for _, p := range procs {
-			if p.exited() {
-				return p.failed(errors.New("exited"))
+			if p.Exited() {
+				return failed(p, errors.New("exited"))
 			}
 		}
 		_, err := c.Get(ctx, "benchcompare/ready")
@@ -438,7 +366,7 @@ admin.enableServer=false
 	if _, err := os.Stat("/usr/share/java/slf4j-simple.jar"); err == nil {
 		cp += ":/usr/share/java/slf4j-simple.jar"
 	}
-	p, err := startProc(e.dir, "zookeeper", exec.Command(java, "-Xms256m", "-Xmx512m", "-cp", cp,
+	p, err := testutil.StartProc(e.dir, "zookeeper", exec.Command(java, "-Xms256m", "-Xmx512m", "-cp", cp,
 		"org.apache.zookeeper.server.ZooKeeperServerMain", cfgPath))
 	if err != nil {
 		return "", err
